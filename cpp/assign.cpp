@@ -1,0 +1,110 @@
+// Section 4 assignment: one pass over the rows, in chunks, optionally accumulating the
+// float64 sums of the next centre update in the same pass (one read of the data per
+// Lloyd iteration). Accumulators belong to fixed row blocks, reduced in block order.
+#include "assign.hpp"
+
+namespace ul4m4 {
+using namespace detail;
+
+namespace detail {
+
+Accumulator::Accumulator(int64_t n, int64_t chunk, int64_t K, const std::vector<int64_t>& d)
+    : K(K), M(static_cast<int>(d.size())) {
+  off.assign(M + 1, 0);
+  for (int m = 0; m < M; ++m) off[m + 1] = off[m] + d[m];
+  D = off[M];
+  // Block count: from the data's shape only (never the thread count), at most 32, and
+  // at most ~64 MiB of float64 sums in all.
+  const int64_t per_block = std::max<int64_t>(1, K * D * 8);
+  const int64_t by_mem = std::max<int64_t>(1, (int64_t{64} << 20) / per_block);
+  const int64_t chunks = std::max<int64_t>(1, (n + chunk - 1) / chunk);
+  n_blocks = std::max<int64_t>(1, std::min<int64_t>({32, by_mem, chunks}));
+  sums.assign(n_blocks * K * D, 0.0);
+  counts.assign(n_blocks * K * M, 0);
+  sizes.assign(n_blocks * K, 0);
+}
+
+void Accumulator::clear() {
+  std::fill(sums.begin(), sums.end(), 0.0);
+  std::fill(counts.begin(), counts.end(), 0);
+  std::fill(sizes.begin(), sizes.end(), 0);
+}
+
+PassStats assign_pass(const Dataset& ds, const Model& model, int32_t* labels, double* min_d2,
+                      const int32_t* prev_labels, Accumulator* acc, const RunContext& ctx) {
+  const int M = ds.M();
+  const int64_t K = model.K();
+  const int64_t n = ds.n;
+  const int64_t chunk = std::max<int64_t>(1, ctx.chunk_rows);
+  const int64_t nb = acc ? acc->n_blocks : std::max<int64_t>(1, (n + chunk - 1) / chunk);
+  if (acc) acc->clear();
+  const CentreTables C = tables_of(model);
+  const Normalizer& norm = model.norm();
+  const KernelTable& kern = kernels();
+  std::vector<double> inertia(nb, 0.0);
+  std::vector<int64_t> changed(nb, 0), unassigned(nb, 0);
+  const int nt = threads_for(ctx, nb);
+  std::vector<Scratch> scratch(nt);
+  std::vector<int32_t> lab_local(nt * chunk);
+  std::vector<double> d2_local(nt * chunk);
+
+  parallel_tasks(nb, ctx, [&](int64_t b, int tid) {
+    Scratch& s = scratch[tid];
+    if (s.z.empty()) s.reserve(chunk, max_dp(norm), K, M);
+    int32_t* lab = lab_local.data() + tid * chunk;
+    double* dd = d2_local.data() + tid * chunk;
+    const int64_t b0 = part_begin(n, nb, b), b1 = part_begin(n, nb, b + 1);
+    for (int64_t r0 = b0; r0 < b1; r0 += chunk) {
+      const int64_t r1 = std::min(b1, r0 + chunk);
+      e_table(ds, norm, C, r0, r1, nullptr, s);
+      for (int64_t i = r0; i < r1; ++i) {
+        const int64_t t = i - r0;
+        const uint64_t a = row_mask(ds, i);
+        const float* e = s.e.data() + t * K * M;
+        double best = kInf;
+        int32_t arg = -1;
+        for (int64_t l = 0; l < K; ++l) {
+          const double v = combine(e, l, M, a, C.hmask[l]);
+          if (v < best) {
+            best = v;
+            arg = static_cast<int32_t>(l);
+          }
+        }
+        lab[t] = arg;
+        dd[t] = best;
+        if (arg >= 0) inertia[b] += best; else ++unassigned[b];
+        if (prev_labels && prev_labels[i] != arg) ++changed[b];
+        if (acc && arg >= 0) {
+          acc->sizes[b * K + arg] += 1;
+          for_bits(a, [&](int m) {
+            double* sum = acc->sums.data() + (b * K + arg) * acc->D + acc->off[m];
+            const MatrixView& v = ds.X[m];
+            if (v.dtype == DType::F32)
+              kern.accum_f32(static_cast<const float*>(v.data) + i * v.row_stride, v.cols, sum);
+            else
+              kern.accum_f64(static_cast<const double*>(v.data) + i * v.row_stride, v.cols, sum);
+            acc->counts[(b * K + arg) * M + m] += 1;
+          });
+        }
+      }
+      if (labels) std::copy(lab, lab + (r1 - r0), labels + r0);
+      if (min_d2) std::copy(dd, dd + (r1 - r0), min_d2 + r0);
+    }
+  });
+  PassStats st;
+  for (int64_t b = 0; b < nb; ++b) {
+    st.inertia += inertia[b];
+    st.n_changed += changed[b];
+    st.n_unassigned += unassigned[b];
+  }
+  return st;
+}
+
+}  // namespace detail
+
+void assign(const Dataset& ds, const Model& model, int32_t* labels, double* min_d2,
+            const RunContext& ctx) {
+  assign_pass(ds, model, labels, min_d2, nullptr, nullptr, ctx);
+}
+
+}  // namespace ul4m4

@@ -1,0 +1,217 @@
+// Sections 5, 5b and 6: greedy (anchored pairs) and soft completion, written per chunk of
+// rows. The row-to-centre table e comes from the same kernel as the assignment; the
+// K x K x M table f comes from the model. No vector of width d is touched in the K x K loop.
+#include "detail.hpp"
+
+namespace ul4m4 {
+using namespace detail;
+
+namespace {
+
+inline void store(const MutableMatrixView& o, int64_t i, int64_t k, double v) {
+  if (o.dtype == DType::F32)
+    static_cast<float*>(o.data)[i * o.row_stride + k] = static_cast<float>(v);
+  else
+    static_cast<double*>(o.data)[i * o.row_stride + k] = v;
+}
+
+void copy_row(const MatrixView& in, const MutableMatrixView& o, int64_t i) {
+  if (in.dtype == o.dtype) {
+    const size_t bytes = (in.dtype == DType::F32 ? 4 : 8) * static_cast<size_t>(in.cols);
+    const size_t es = in.dtype == DType::F32 ? 4 : 8;
+    std::memcpy(static_cast<char*>(o.data) + es * i * o.row_stride,
+                static_cast<const char*>(in.data) + es * i * in.row_stride, bytes);
+    return;
+  }
+  for (int64_t k = 0; k < in.cols; ++k) {
+    const double v = in.dtype == DType::F32
+                         ? static_cast<double>(static_cast<const float*>(in.data)[i * in.row_stride + k])
+                         : static_cast<const double*>(in.data)[i * in.row_stride + k];
+    store(o, i, k, v);
+  }
+}
+
+// Median as numpy's: mean of the two middle values for an even count.
+double median(std::vector<double>& v) {
+  const size_t n = v.size();
+  std::sort(v.begin(), v.end());
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
+              const std::vector<MutableMatrixView>& out, uint8_t* imputed, uint8_t* unfilled,
+              const RunContext& ctx) {
+  const int M = ds.M();
+  const int64_t K = model.K();
+  const int64_t kp = model.kp();
+  const int64_t n = ds.n;
+  const Normalizer& norm = model.norm();
+  const Centres& cen = model.centres();
+  const std::vector<double>& f = model.f();
+  const CentreTables C = tables_of(model);
+  const uint64_t full = M == 64 ? ~uint64_t{0} : ((uint64_t{1} << M) - 1);
+  const bool soft = p.mode == CompletionParams::Mode::Soft;
+  if (static_cast<int>(out.size()) != M) throw std::invalid_argument("one output per modality is needed");
+  const int64_t chunk = std::max<int64_t>(1, ctx.chunk_rows);
+  const int64_t n_chunks = (n + chunk - 1) / chunk;
+  const int nt = threads_for(ctx, n_chunks);
+  const int64_t dpm = max_dp(norm);
+
+  struct Local {
+    Scratch s;
+    std::vector<uint8_t> select;
+    std::vector<double> E, score, da2, med;
+    std::vector<int> nA;
+    std::vector<float> W;        // soft: per modality, chunk x kp weights
+    std::vector<int64_t> wrows;  // soft: per modality, chunk rows having weights
+    std::vector<int64_t> wcount;
+    std::vector<float> zout;     // soft: chunk x dp_max
+  };
+  std::vector<Local> locals(nt);
+
+  parallel_tasks(n_chunks, ctx, [&](int64_t ch, int tid) {
+    Local& L = locals[tid];
+    if (L.s.z.empty()) {
+      L.s.reserve(chunk, dpm, K, M);
+      L.select.resize(chunk);
+      L.E.resize(K);
+      L.score.resize(K);
+      L.da2.resize(K);
+      L.nA.resize(K);
+      if (soft) {
+        L.W.assign(static_cast<size_t>(M) * chunk * kp, 0.f);
+        L.wrows.resize(static_cast<size_t>(M) * chunk);
+        L.wcount.resize(M);
+        L.zout.resize(chunk * dpm);
+      }
+    }
+    const int64_t r0 = ch * chunk, r1 = std::min(n, r0 + chunk);
+    bool any = false;
+    for (int64_t i = r0; i < r1; ++i) {
+      const uint64_t a = row_mask(ds, i);
+      L.select[i - r0] = a != 0 && a != full;
+      any |= L.select[i - r0] != 0;
+    }
+    if (any) e_table(ds, norm, C, r0, r1, L.select.data(), L.s);
+    if (soft) std::fill(L.wcount.begin(), L.wcount.end(), 0);
+
+    for (int64_t i = r0; i < r1; ++i) {
+      const int64_t t = i - r0;
+      const uint64_t a = row_mask(ds, i);
+      const uint64_t miss = full & ~a;
+      for (int m = 0; m < M; ++m) {
+        imputed[i * M + m] = 0;
+        unfilled[i * M + m] = 0;
+        if (a >> m & 1) copy_row(ds.X[m], out[m], i);
+      }
+      if (!miss) continue;
+      // Fill every missing slot with the training mean first; overwritten when imputed.
+      auto mark_unfilled = [&](int m) {
+        unfilled[i * M + m] = 1;
+        for (int64_t k = 0; k < norm.d[m]; ++k) store(out[m], i, k, norm.mu[m][k]);
+      };
+      if (!a) {
+        for_bits(miss, mark_unfilled);
+        continue;
+      }
+      const float* e = L.s.e.data() + t * K * M;
+      bool anchored = false;
+      for (int64_t l = 0; l < K; ++l) {
+        const uint64_t s = a & C.hmask[l];
+        double num = 0.0;
+        for_bits(s, [&](int m) { num += static_cast<double>(e[l * M + m]); });
+        L.E[l] = num;
+        L.nA[l] = popcount(s);
+        anchored |= s != 0;
+      }
+      if (!anchored) {
+        for_bits(miss, mark_unfilled);
+        continue;
+      }
+      if (!soft) {
+        // score_j = min over anchored l of D^2(candidate_j, c_l), for carriers j only.
+        for (int64_t j = 0; j < K; ++j) {
+          const uint64_t mj = miss & C.hmask[j];
+          double best = kInf;
+          if (mj) {
+            const double* fj = f.data() + j * K * M;
+            for (int64_t l = 0; l < K; ++l) {
+              if (!L.nA[l]) continue;
+              const uint64_t s = mj & C.hmask[l];
+              double num = L.E[l];
+              for_bits(s, [&](int m) { num += fj[l * M + m]; });
+              const double v = num / (L.nA[l] + popcount(s));
+              if (v < best) best = v;
+            }
+          }
+          L.score[j] = best;
+        }
+        for_bits(miss, [&](int m) {
+          int64_t win = -1;
+          double best = kInf;
+          for (int64_t j = 0; j < K; ++j)
+            if ((C.hmask[j] >> m & 1) && L.score[j] < best) {
+              best = L.score[j];
+              win = j;
+            }
+          if (win < 0) {
+            mark_unfilled(m);
+            return;
+          }
+          imputed[i * M + m] = 1;
+          const int64_t d = norm.d[m];
+          const double* z = cen.z[m].data() + win * d;
+          for (int64_t k = 0; k < d; ++k) store(out[m], i, k, z[k] * norm.sigma[m][k] + norm.mu[m][k]);
+        });
+        continue;
+      }
+      // Soft (section 5b): D_A over observed modalities only.
+      L.med.clear();
+      for (int64_t j = 0; j < K; ++j) {
+        L.da2[j] = L.nA[j] ? L.E[j] / L.nA[j] : kInf;
+        if (L.nA[j]) L.med.push_back(L.da2[j]);
+      }
+      double T = p.temperature > 0.0 ? p.temperature
+                                     : std::max(1e-12, p.temperature_scale * median(L.med));
+      for_bits(miss, [&](int m) {
+        double lo = kInf;
+        for (int64_t j = 0; j < K; ++j)
+          if ((C.hmask[j] >> m & 1) && L.da2[j] < lo) lo = L.da2[j];
+        if (lo == kInf) {
+          mark_unfilled(m);
+          return;
+        }
+        imputed[i * M + m] = 1;
+        double wsum = 0.0;
+        for (int64_t j = 0; j < K; ++j)
+          if ((C.hmask[j] >> m & 1) && L.da2[j] < kInf) wsum += std::exp(-(L.da2[j] - lo) / T);
+        const int64_t q = L.wcount[m]++;
+        float* w = L.W.data() + (static_cast<int64_t>(m) * chunk + q) * kp;
+        std::fill(w, w + kp, 0.f);
+        for (int64_t j = 0; j < K; ++j)
+          if ((C.hmask[j] >> m & 1) && L.da2[j] < kInf)
+            w[j] = static_cast<float>(std::exp(-(L.da2[j] - lo) / T) / wsum);
+        L.wrows[static_cast<int64_t>(m) * chunk + q] = i;
+      });
+    }
+    if (!soft) return;
+    // Soft fills of the chunk, one modality at a time: Z = W (rows x Kp) . C_m (Kp x d).
+    for (int m = 0; m < M; ++m) {
+      const int64_t nq = L.wcount[m];
+      if (!nq) continue;
+      const int64_t d = norm.d[m];
+      kernels().dot_block(L.W.data() + static_cast<int64_t>(m) * chunk * kp, nq, kp,
+                          model.ct(m).data(), d, kp, kp, L.zout.data(), d);
+      for (int64_t q = 0; q < nq; ++q) {
+        const int64_t i = L.wrows[static_cast<int64_t>(m) * chunk + q];
+        const float* z = L.zout.data() + q * d;
+        for (int64_t k = 0; k < d; ++k)
+          store(out[m], i, k, static_cast<double>(z[k]) * norm.sigma[m][k] + norm.mu[m][k]);
+      }
+    }
+  });
+}
+
+}  // namespace ul4m4

@@ -1,0 +1,53 @@
+// SIMD kernel table: one implementation per instruction set, chosen once at load.
+//
+// Every kernel works on row-major float32 blocks whose width `dp` is a multiple of
+// kPad (zero padded), so no kernel has a tail loop. The common code (compiled with no
+// AVX flags) only ever calls kernels through the table returned by `kernels()`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace ul4m4 {
+
+/// Widths are padded to a multiple of this many floats (one AVX-512 register).
+constexpr int64_t kPad = 16;
+
+inline int64_t padded(int64_t d) { return (d + kPad - 1) / kPad * kPad; }
+
+enum class SimdLevel : int { Scalar = 0, AVX2 = 1, AVX512 = 2 };
+
+struct KernelTable {
+  SimdLevel level;
+  const char* name;
+  /// out[i*ldo + j] = sum_k A[i*lda + k] * B[j*ldb + k]   for i < n, j < k_rows, k < dp
+  /// (float32 accumulation in lanes, fixed order for a given level).
+  void (*dot_block)(const float* A, int64_t n, int64_t lda, const float* B, int64_t k_rows,
+                    int64_t ldb, int64_t dp, float* out, int64_t ldo);
+  /// z[k] = float((x[k] - mu[k]) * inv_sigma[k]) for k < d, z[d:dp] = 0.
+  /// Returns sum_k z[k]^2 in double (non-finite when x has a NaN or inf).
+  double (*normalize_f32)(const float* x, int64_t d, const float* mu, const float* inv_sigma,
+                          float* z, int64_t dp);
+  double (*normalize_f64)(const double* x, int64_t d, const double* mu,
+                          const double* inv_sigma, float* z, int64_t dp);
+  /// acc[k] += double(x[k]) for k < d.
+  void (*accum_f32)(const float* x, int64_t d, double* acc);
+  void (*accum_f64)(const double* x, int64_t d, double* acc);
+};
+
+/// Kernel table in use (chosen from the CPU's features when the library loads).
+const KernelTable& kernels();
+/// Best level this CPU (and this build) supports.
+SimdLevel max_simd_level();
+/// Use `level` from now on; throws std::invalid_argument if the CPU lacks it.
+void set_simd_level(SimdLevel level);
+const char* simd_level_name(SimdLevel level);
+/// Parses "scalar" | "avx2" | "avx512" (throws std::invalid_argument otherwise).
+SimdLevel parse_simd_level(const std::string& name);
+
+// Per-ISA tables, defined in cpp/simd/kernels_<isa>.cpp.
+extern const KernelTable kKernelsScalar;
+extern const KernelTable kKernelsAVX2;
+extern const KernelTable kKernelsAVX512;
+
+}  // namespace ul4m4

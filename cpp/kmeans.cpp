@@ -1,0 +1,292 @@
+// Sections 3 and 4: k-means++ seeding on the partial distance and the masked Lloyd loop.
+#include <chrono>
+#include <memory>
+
+#include "assign.hpp"
+
+namespace ul4m4 {
+using namespace detail;
+
+namespace {
+
+// xoshiro256** seeded through splitmix64: a local generator, never a global one.
+struct Rng {
+  uint64_t s[4];
+  explicit Rng(uint64_t seed) {
+    for (auto& v : s) {
+      seed += 0x9E3779B97F4A7C15ull;
+      uint64_t z = seed;
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+      v = z ^ (z >> 31);
+    }
+  }
+  static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  uint64_t next() {
+    const uint64_t r = rotl(s[1] * 5, 7) * 9;
+    const uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return r;
+  }
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+  int64_t below(int64_t n) { return std::min<int64_t>(n - 1, static_cast<int64_t>(uniform() * n)); }
+};
+
+// Centre j of `c` set from row i (z-space, float64), with the row's presence.
+void centre_from_row(const Dataset& ds, const Normalizer& norm, int64_t i, Centres& c, int64_t j) {
+  const int M = ds.M();
+  for (int m = 0; m < M; ++m) {
+    const int64_t d = norm.d[m];
+    double* z = c.z[m].data() + j * d;
+    const bool has = ds.present[i * M + m] != 0;
+    c.H[j * M + m] = has;
+    const MatrixView& v = ds.X[m];
+    for (int64_t k = 0; k < d; ++k) {
+      if (!has) {
+        z[k] = 0.0;
+        continue;
+      }
+      const double x = v.dtype == DType::F32
+                           ? static_cast<double>(static_cast<const float*>(v.data)[i * v.row_stride + k])
+                           : static_cast<const double*>(v.data)[i * v.row_stride + k];
+      z[k] = (x - norm.mu[m][k]) / norm.sigma[m][k];
+    }
+  }
+}
+
+Centres empty_centres(const Normalizer& norm, int64_t K) {
+  Centres c;
+  c.K = K;
+  c.z.resize(norm.M());
+  for (int m = 0; m < norm.M(); ++m) c.z[m].assign(K * norm.d[m], 0.0);
+  c.H.assign(K * norm.M(), 0);
+  return c;
+}
+
+// Partial distance (not squared) between centre j of a and centre j of b.
+double centre_shift(const Centres& a, const Centres& b, int64_t j, const std::vector<int64_t>& d) {
+  const int M = static_cast<int>(d.size());
+  double num = 0.0;
+  int cnt = 0;
+  for (int m = 0; m < M; ++m) {
+    if (!a.has(j, m) || !b.has(j, m)) continue;
+    const double* x = a.z[m].data() + j * d[m];
+    const double* y = b.z[m].data() + j * d[m];
+    double s = 0.0;
+    for (int64_t k = 0; k < d[m]; ++k) {
+      const double t = x[k] - y[k];
+      s += t * t;
+    }
+    num += s / static_cast<double>(d[m]);
+    ++cnt;
+  }
+  return cnt ? std::sqrt(num / cnt) : kInf;
+}
+
+// Section 4 update from the accumulated sums: mean of members' z having m; a modality no
+// member has becomes absent; a cluster with no member keeps its centre.
+Centres update_centres(const Accumulator& acc, const Centres& old, const Normalizer& norm) {
+  const int M = acc.M;
+  const int64_t K = acc.K;
+  Centres c = old;
+  std::vector<double> s(acc.D);
+  for (int64_t j = 0; j < K; ++j) {
+    int64_t size = 0;
+    for (int64_t b = 0; b < acc.n_blocks; ++b) size += acc.sizes[b * K + j];
+    if (size == 0) continue;
+    std::fill(s.begin(), s.end(), 0.0);
+    for (int64_t b = 0; b < acc.n_blocks; ++b) {
+      const double* src = acc.sums.data() + (b * K + j) * acc.D;
+      for (int64_t k = 0; k < acc.D; ++k) s[k] += src[k];
+    }
+    for (int m = 0; m < M; ++m) {
+      int64_t cnt = 0;
+      for (int64_t b = 0; b < acc.n_blocks; ++b) cnt += acc.counts[(b * K + j) * M + m];
+      const int64_t d = norm.d[m];
+      double* z = c.z[m].data() + j * d;
+      c.H[j * M + m] = cnt > 0;
+      for (int64_t k = 0; k < d; ++k)
+        z[k] = cnt > 0 ? (s[acc.off[m] + k] / static_cast<double>(cnt) - norm.mu[m][k]) / norm.sigma[m][k]
+                       : 0.0;
+    }
+  }
+  return c;
+}
+
+KMeansResult lloyd(const Dataset& ds, const Normalizer& norm, Centres init, const KMeansParams& p,
+                   const RunContext& ctx) {
+  using clock = std::chrono::steady_clock;
+  KMeansResult r;
+  const int64_t chunk = std::max<int64_t>(1, ctx.chunk_rows);
+  Accumulator acc(ds.n, chunk, init.K, norm.d);
+  auto model = std::make_unique<Model>(norm, std::move(init));
+  std::vector<int32_t> labels(ds.n), next(ds.n);
+  PassStats st = assign_pass(ds, *model, labels.data(), nullptr, nullptr, &acc, ctx);
+  r.n_iter = 0;
+  while (r.n_iter < p.max_iter) {
+    const auto t0 = clock::now();
+    Centres c = update_centres(acc, model->centres(), norm);
+    ++r.n_iter;
+    double shift = 0.0;
+    for (int64_t j = 0; j < c.K; ++j) shift = std::max(shift, centre_shift(model->centres(), c, j, norm.d));
+    model = std::make_unique<Model>(norm, std::move(c));
+    st = assign_pass(ds, *model, next.data(), nullptr, labels.data(), &acc, ctx);
+    labels.swap(next);
+    IterationStats it;
+    it.iteration = r.n_iter;
+    it.inertia = st.inertia;
+    it.n_changed = st.n_changed;
+    it.max_shift = shift;
+    it.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+    r.history.push_back(it);
+    const bool go_on = !ctx.on_iteration || ctx.on_iteration(it);
+    if (st.n_changed == 0 || shift <= p.tol) {
+      r.converged = true;
+      break;
+    }
+    if (!go_on) break;
+  }
+  r.centres = model->centres();
+  r.labels = std::move(labels);
+  r.inertia = st.inertia;
+  r.n_unassigned = st.n_unassigned;
+  return r;
+}
+
+}  // namespace
+
+Centres seed_kmeanspp(const Dataset& ds, const Normalizer& norm, int64_t K, uint64_t seed,
+                      const RunContext& ctx) {
+  const int M = ds.M();
+  const int64_t n = ds.n;
+  std::vector<int64_t> eligible;
+  for (int64_t i = 0; i < n; ++i)
+    if (row_mask(ds, i)) eligible.push_back(i);
+  const int64_t E = static_cast<int64_t>(eligible.size());
+  if (K < 1) throw std::invalid_argument("n_clusters must be at least 1");
+  if (K > E)
+    throw std::invalid_argument("n_clusters=" + std::to_string(K) + " is larger than the " +
+                                std::to_string(E) + " rows with at least one observed modality");
+  Rng rng(seed);
+  Centres c = empty_centres(norm, K);
+  std::vector<double> mind2(E, kInf);
+  std::vector<uint8_t> chosen(E, 0);
+  // One-centre tables for the distance pass.
+  std::vector<std::vector<float>> zf(M);
+  std::vector<double> cn(M);
+  uint64_t hm = 0;
+  CentreTables T;
+  T.K = 1;
+  T.hmask = &hm;
+  for (int m = 0; m < M; ++m) zf[m].assign(norm.dp[m], 0.f);
+  const int64_t chunk = std::max<int64_t>(1, ctx.chunk_rows);
+  const int64_t n_chunks = (E + chunk - 1) / chunk;
+  const int nt = threads_for(ctx, n_chunks);
+  std::vector<Scratch> scratch(nt);
+
+  int64_t pick = eligible[rng.below(E)];
+  int64_t pick_e = std::lower_bound(eligible.begin(), eligible.end(), pick) - eligible.begin();
+  for (int64_t j = 0; j < K; ++j) {
+    if (j > 0) {
+      int64_t n_inf = 0;
+      double total = 0.0;
+      for (int64_t q = 0; q < E; ++q) {
+        if (chosen[q]) continue;
+        if (mind2[q] == kInf) ++n_inf; else total += mind2[q];
+      }
+      pick_e = -1;
+      if (n_inf > 0) {  // [decided] rows sharing nothing with any chosen centre come first
+        int64_t r = rng.below(n_inf);
+        for (int64_t q = 0; q < E; ++q)
+          if (!chosen[q] && mind2[q] == kInf && r-- == 0) { pick_e = q; break; }
+      } else if (total > 0.0) {
+        const double target = rng.uniform() * total;
+        double cum = 0.0;
+        int64_t last = -1;
+        for (int64_t q = 0; q < E; ++q) {
+          if (chosen[q] || !(mind2[q] > 0.0)) continue;
+          last = q;
+          cum += mind2[q];
+          if (cum > target) { pick_e = q; break; }
+        }
+        if (pick_e < 0) pick_e = last;
+      } else {  // every weight is 0 (duplicates): uniform among eligible rows not chosen
+        int64_t r = rng.below(E - j);
+        for (int64_t q = 0; q < E; ++q)
+          if (!chosen[q] && r-- == 0) { pick_e = q; break; }
+      }
+      pick = eligible[pick_e];
+    }
+    centre_from_row(ds, norm, pick, c, j);
+    chosen[pick_e] = 1;
+    mind2[pick_e] = 0.0;
+    if (j + 1 == K) break;
+    // Distances of every eligible row to the new centre.
+    hm = 0;
+    for (int m = 0; m < M; ++m) {
+      double nn = 0.0;
+      const bool has = c.has(j, m);
+      if (has) hm |= uint64_t{1} << m;
+      for (int64_t k = 0; k < norm.d[m]; ++k) {
+        const float v = has ? static_cast<float>(c.z[m][j * norm.d[m] + k]) : 0.f;
+        zf[m][k] = v;
+        nn += static_cast<double>(v) * v;
+      }
+      cn[m] = nn;
+    }
+    T.zf.clear();
+    T.cnorm.clear();
+    for (int m = 0; m < M; ++m) {
+      T.zf.push_back(zf[m].data());
+      T.cnorm.push_back(&cn[m]);
+    }
+    parallel_tasks(n_chunks, ctx, [&](int64_t ch, int tid) {
+      Scratch& s = scratch[tid];
+      if (s.z.empty()) s.reserve(chunk, max_dp(norm), 1, M);
+      // Rows of this chunk of eligible rows are not contiguous: process them one block of
+      // consecutive dataset rows at a time.
+      const int64_t q0 = ch * chunk, q1 = std::min(E, q0 + chunk);
+      int64_t q = q0;
+      while (q < q1) {
+        const int64_t r0 = eligible[q];
+        int64_t q_end = q;
+        while (q_end < q1 && eligible[q_end] - r0 < chunk) ++q_end;
+        const int64_t r1 = eligible[q_end - 1] + 1;
+        e_table(ds, norm, T, r0, r1, nullptr, s);
+        for (int64_t u = q; u < q_end; ++u) {
+          if (chosen[u]) continue;
+          const int64_t i = eligible[u];
+          const double v = combine(s.e.data() + (i - r0) * M, 0, M, row_mask(ds, i), hm);
+          if (v < mind2[u]) mind2[u] = v;
+        }
+        q = q_end;
+      }
+    });
+  }
+  return c;
+}
+
+KMeansResult kmeans(const Dataset& ds, const Normalizer& norm, const KMeansParams& p,
+                    const Centres* init, const RunContext& ctx) {
+  if (p.max_iter < 0) throw std::invalid_argument("max_iter must be >= 0");
+  const int runs = init ? 1 : std::max(1, p.n_init);
+  KMeansResult best;
+  bool have = false;
+  for (int r = 0; r < runs; ++r) {
+    Centres c0 = init ? *init : seed_kmeanspp(ds, norm, p.n_clusters, p.seed + 0x5851F42D4C957F2Dull * r, ctx);
+    KMeansResult res = lloyd(ds, norm, std::move(c0), p, ctx);
+    if (!have || res.n_unassigned < best.n_unassigned ||
+        (res.n_unassigned == best.n_unassigned && res.inertia < best.inertia)) {
+      best = std::move(res);
+      have = true;
+    }
+  }
+  return best;
+}
+
+}  // namespace ul4m4

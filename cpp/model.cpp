@@ -1,0 +1,60 @@
+// The fitted model and the tables derived from it once (padded float centres, their
+// norms, the transposed centres used by soft completion, and the K x K x M table f).
+#include "detail.hpp"
+
+namespace ul4m4 {
+using namespace detail;
+
+Model::Model(Normalizer norm, Centres centres) : norm_(std::move(norm)), c_(std::move(centres)) {
+  if (norm_.dp.size() != norm_.d.size()) norm_.finalize();
+  const int M = norm_.M();
+  const int64_t K = c_.K;
+  if (static_cast<int>(c_.z.size()) != M || static_cast<int64_t>(c_.H.size()) != K * M)
+    throw std::invalid_argument("centres do not match the normaliser's modalities");
+  kp_ = padded(std::max<int64_t>(K, 1));
+  zf_.assign(M, {});
+  ct_.assign(M, {});
+  cnorm_.assign(M, {});
+  hmask_.assign(K, 0);
+  for (int64_t j = 0; j < K; ++j)
+    for (int m = 0; m < M; ++m)
+      if (c_.has(j, m)) hmask_[j] |= uint64_t{1} << m;
+  for (int m = 0; m < M; ++m) {
+    const int64_t d = norm_.d[m], dp = norm_.dp[m];
+    if (static_cast<int64_t>(c_.z[m].size()) != K * d)
+      throw std::invalid_argument("centre array of modality " + std::to_string(m) + " has the wrong size");
+    zf_[m].assign(K * dp, 0.f);
+    ct_[m].assign(d * kp_, 0.f);
+    cnorm_[m].assign(K, 0.0);
+    for (int64_t j = 0; j < K; ++j) {
+      if (!c_.has(j, m)) continue;
+      double nn = 0.0;
+      for (int64_t k = 0; k < d; ++k) {
+        const float v = static_cast<float>(c_.z[m][j * d + k]);
+        zf_[m][j * dp + k] = v;
+        ct_[m][k * kp_ + j] = v;
+        nn += static_cast<double>(v) * v;
+      }
+      cnorm_[m][j] = nn;
+    }
+  }
+  // f[j,l,m] = ||c_j^m - c_l^m||^2 / d_m by direct differences: exact zeros on the
+  // diagonal, so structural ties in greedy completion stay exact (section 5).
+  f_.assign(K * K * M, 0.0);
+  for (int64_t j = 0; j < K; ++j)
+    for (int64_t l = 0; l < K; ++l)
+      for (int m = 0; m < M; ++m) {
+        if (!c_.has(j, m) || !c_.has(l, m)) continue;
+        const int64_t d = norm_.d[m];
+        const double* a = c_.z[m].data() + j * d;
+        const double* b = c_.z[m].data() + l * d;
+        double s = 0.0;
+        for (int64_t k = 0; k < d; ++k) {
+          const double t = a[k] - b[k];
+          s += t * t;
+        }
+        f_[(j * K + l) * M + m] = s / static_cast<double>(d);
+      }
+}
+
+}  // namespace ul4m4

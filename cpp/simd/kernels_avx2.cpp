@@ -1,0 +1,104 @@
+// AVX2 + FMA kernels (Haswell and later, Zen). Built with -mavx2 -mfma for this file only.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "ul4m4/kernels.hpp"
+
+namespace ul4m4 {
+namespace {
+
+struct T {
+  using vec = __m256;
+  static constexpr int W = 8;
+  static constexpr int R = 4;  // 4 rows x 3 centres = 12 accumulators + 3 + 1 of 16 ymm
+  static constexpr int C = 3;
+  static inline vec zero() { return _mm256_setzero_ps(); }
+  static inline vec load(const float* p) { return _mm256_loadu_ps(p); }
+  static inline vec fmadd(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
+  static inline float hsum(vec a) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+};
+
+inline double hsum_pd(__m256d v) {
+  __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+  s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
+  return _mm_cvtsd_f64(s);
+}
+
+// Sum of squares of 8 floats into two double accumulators.
+inline void sq_acc(__m256 z, __m256d& s0, __m256d& s1) {
+  const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(z));
+  const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(z, 1));
+  s0 = _mm256_fmadd_pd(lo, lo, s0);
+  s1 = _mm256_fmadd_pd(hi, hi, s1);
+}
+
+}  // namespace
+#include "kernels-inl.hpp"
+namespace {
+
+double normalize_f32(const float* x, int64_t d, const float* mu, const float* is, float* z, int64_t dp) {
+  __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+  int64_t k = 0;
+  for (; k + 8 <= d; k += 8) {
+    const __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(mu + k)),
+                                   _mm256_loadu_ps(is + k));
+    _mm256_storeu_ps(z + k, v);
+    sq_acc(v, s0, s1);
+  }
+  double ss = hsum_pd(_mm256_add_pd(s0, s1));
+  for (; k < d; ++k) {
+    const float v = (x[k] - mu[k]) * is[k];
+    z[k] = v;
+    ss += static_cast<double>(v) * v;
+  }
+  for (; k < dp; ++k) z[k] = 0.f;
+  return ss;
+}
+
+double normalize_f64(const double* x, int64_t d, const double* mu, const double* is, float* z,
+                     int64_t dp) {
+  __m256d s0 = _mm256_setzero_pd();
+  int64_t k = 0;
+  for (; k + 4 <= d; k += 4) {
+    const __m256d v = _mm256_mul_pd(_mm256_sub_pd(_mm256_loadu_pd(x + k), _mm256_loadu_pd(mu + k)),
+                                    _mm256_loadu_pd(is + k));
+    const __m128 f = _mm256_cvtpd_ps(v);
+    _mm_storeu_ps(z + k, f);
+    const __m256d r = _mm256_cvtps_pd(f);
+    s0 = _mm256_fmadd_pd(r, r, s0);
+  }
+  double ss = hsum_pd(s0);
+  for (; k < d; ++k) {
+    const float v = static_cast<float>((x[k] - mu[k]) * is[k]);
+    z[k] = v;
+    ss += static_cast<double>(v) * v;
+  }
+  for (; k < dp; ++k) z[k] = 0.f;
+  return ss;
+}
+
+void accum_f32(const float* x, int64_t d, double* acc) {
+  int64_t k = 0;
+  for (; k + 4 <= d; k += 4)
+    _mm256_storeu_pd(acc + k, _mm256_add_pd(_mm256_loadu_pd(acc + k), _mm256_cvtps_pd(_mm_loadu_ps(x + k))));
+  for (; k < d; ++k) acc[k] += static_cast<double>(x[k]);
+}
+
+void accum_f64(const double* x, int64_t d, double* acc) {
+  int64_t k = 0;
+  for (; k + 4 <= d; k += 4)
+    _mm256_storeu_pd(acc + k, _mm256_add_pd(_mm256_loadu_pd(acc + k), _mm256_loadu_pd(x + k)));
+  for (; k < d; ++k) acc[k] += x[k];
+}
+
+}  // namespace
+
+const KernelTable kKernelsAVX2 = {SimdLevel::AVX2, "avx2", dot_block, normalize_f32,
+                                  normalize_f64, accum_f32, accum_f64};
+}  // namespace ul4m4

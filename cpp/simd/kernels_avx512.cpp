@@ -1,0 +1,104 @@
+// AVX-512F kernels (Skylake-X and later, Zen 4). Built with -mavx512f for this file only.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "ul4m4/kernels.hpp"
+
+namespace ul4m4 {
+namespace {
+
+struct T {
+  using vec = __m512;
+  static constexpr int W = 16;
+  static constexpr int R = 4;  // 4 x 4 = 16 accumulators of 32 zmm
+  static constexpr int C = 4;
+  static inline vec zero() { return _mm512_setzero_ps(); }
+  static inline vec load(const float* p) { return _mm512_loadu_ps(p); }
+  static inline vec fmadd(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
+  static inline float hsum(vec a) {
+    // Fixed tree: 512 -> 256 -> 128 -> scalar.
+    const __m256 lo = _mm512_castps512_ps256(a);
+    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
+    const __m256 s8 = _mm256_add_ps(lo, hi);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+};
+
+inline double hsum_pd(__m512d v) {
+  const __m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
+  __m128d s = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));
+  s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
+  return _mm_cvtsd_f64(s);
+}
+
+}  // namespace
+#include "kernels-inl.hpp"
+namespace {
+
+double normalize_f32(const float* x, int64_t d, const float* mu, const float* is, float* z, int64_t dp) {
+  __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+  int64_t k = 0;
+  for (; k + 16 <= d; k += 16) {
+    const __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + k), _mm512_loadu_ps(mu + k)),
+                                   _mm512_loadu_ps(is + k));
+    _mm512_storeu_ps(z + k, v);
+    const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+    const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    s0 = _mm512_fmadd_pd(lo, lo, s0);
+    s1 = _mm512_fmadd_pd(hi, hi, s1);
+  }
+  double ss = hsum_pd(_mm512_add_pd(s0, s1));
+  for (; k < d; ++k) {
+    const float v = (x[k] - mu[k]) * is[k];
+    z[k] = v;
+    ss += static_cast<double>(v) * v;
+  }
+  for (; k < dp; ++k) z[k] = 0.f;
+  return ss;
+}
+
+double normalize_f64(const double* x, int64_t d, const double* mu, const double* is, float* z,
+                     int64_t dp) {
+  __m512d s0 = _mm512_setzero_pd();
+  int64_t k = 0;
+  for (; k + 8 <= d; k += 8) {
+    const __m512d v = _mm512_mul_pd(_mm512_sub_pd(_mm512_loadu_pd(x + k), _mm512_loadu_pd(mu + k)),
+                                    _mm512_loadu_pd(is + k));
+    const __m256 f = _mm512_cvtpd_ps(v);
+    _mm256_storeu_ps(z + k, f);
+    const __m512d r = _mm512_cvtps_pd(f);
+    s0 = _mm512_fmadd_pd(r, r, s0);
+  }
+  double ss = hsum_pd(s0);
+  for (; k < d; ++k) {
+    const float v = static_cast<float>((x[k] - mu[k]) * is[k]);
+    z[k] = v;
+    ss += static_cast<double>(v) * v;
+  }
+  for (; k < dp; ++k) z[k] = 0.f;
+  return ss;
+}
+
+void accum_f32(const float* x, int64_t d, double* acc) {
+  int64_t k = 0;
+  for (; k + 8 <= d; k += 8)
+    _mm512_storeu_pd(acc + k, _mm512_add_pd(_mm512_loadu_pd(acc + k), _mm512_cvtps_pd(_mm256_loadu_ps(x + k))));
+  for (; k < d; ++k) acc[k] += static_cast<double>(x[k]);
+}
+
+void accum_f64(const double* x, int64_t d, double* acc) {
+  int64_t k = 0;
+  for (; k + 8 <= d; k += 8)
+    _mm512_storeu_pd(acc + k, _mm512_add_pd(_mm512_loadu_pd(acc + k), _mm512_loadu_pd(x + k)));
+  for (; k < d; ++k) acc[k] += x[k];
+}
+
+}  // namespace
+
+const KernelTable kKernelsAVX512 = {SimdLevel::AVX512, "avx512", dot_block, normalize_f32,
+                                    normalize_f64, accum_f32, accum_f64};
+}  // namespace ul4m4

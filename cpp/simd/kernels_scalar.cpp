@@ -1,0 +1,63 @@
+// Baseline x86-64 / portable kernels: no ISA flags. Used when the CPU has no AVX2+FMA,
+// or when the user forces UL4M4_SIMD=scalar.
+#include <cstdint>
+
+#include "ul4m4/kernels.hpp"
+
+namespace ul4m4 {
+namespace {
+
+// Four float lanes in a plain struct: the compiler maps it to SSE where it can.
+struct T {
+  struct vec { float v[4]; };
+  static constexpr int W = 4;
+  static constexpr int R = 4;
+  static constexpr int C = 2;
+  static inline vec zero() { return vec{{0.f, 0.f, 0.f, 0.f}}; }
+  static inline vec load(const float* p) { return vec{{p[0], p[1], p[2], p[3]}}; }
+  static inline vec fmadd(const vec& a, const vec& b, const vec& c) {
+    vec r;
+    for (int l = 0; l < 4; ++l) r.v[l] = a.v[l] * b.v[l] + c.v[l];
+    return r;
+  }
+  static inline float hsum(const vec& a) { return (a.v[0] + a.v[2]) + (a.v[1] + a.v[3]); }
+};
+
+}  // namespace
+}  // namespace ul4m4
+
+namespace ul4m4 {
+#include "kernels-inl.hpp"
+namespace {
+
+template <class X, class P>
+double normalize_any(const X* x, int64_t d, const P* mu, const P* inv_sigma, float* z, int64_t dp) {
+  double ss = 0.0;
+  for (int64_t k = 0; k < d; ++k) {
+    const float v = static_cast<float>((x[k] - mu[k]) * inv_sigma[k]);
+    z[k] = v;
+    ss += static_cast<double>(v) * static_cast<double>(v);
+  }
+  for (int64_t k = d; k < dp; ++k) z[k] = 0.f;
+  return ss;
+}
+
+double normalize_f32(const float* x, int64_t d, const float* mu, const float* is, float* z, int64_t dp) {
+  return normalize_any(x, d, mu, is, z, dp);
+}
+double normalize_f64(const double* x, int64_t d, const double* mu, const double* is, float* z,
+                     int64_t dp) {
+  return normalize_any(x, d, mu, is, z, dp);
+}
+void accum_f32(const float* x, int64_t d, double* acc) {
+  for (int64_t k = 0; k < d; ++k) acc[k] += static_cast<double>(x[k]);
+}
+void accum_f64(const double* x, int64_t d, double* acc) {
+  for (int64_t k = 0; k < d; ++k) acc[k] += x[k];
+}
+
+}  // namespace
+
+const KernelTable kKernelsScalar = {SimdLevel::Scalar, "scalar", dot_block, normalize_f32,
+                                    normalize_f64, accum_f32, accum_f64};
+}  // namespace ul4m4

@@ -1,0 +1,317 @@
+// ul4m4._core: the one bindings file. It only converts arrays, checks their layout,
+// releases the GIL, calls the C++ core and maps its exceptions. Validation of the
+// user's input (shapes, masks, parameters) is done in python/ul4m4/.
+#include <pybind11/functional.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <omp.h>
+
+#include <optional>
+
+#include "ul4m4/engine.hpp"
+#include "ul4m4/kernels.hpp"
+
+namespace py = pybind11;
+using namespace ul4m4;
+
+namespace {
+
+DType dtype_of(const py::array& a, const char* what) {
+  if (a.dtype().is(py::dtype::of<float>())) return DType::F32;
+  if (a.dtype().is(py::dtype::of<double>())) return DType::F64;
+  throw py::type_error(std::string(what) + ": expected float32 or float64, got " +
+                       std::string(py::str(a.dtype())));
+}
+
+template <class View, class Arr>
+View view_of(Arr& a, const char* what) {
+  if (a.ndim() != 2) throw py::value_error(std::string(what) + ": expected a 2-D array");
+  View v;
+  v.dtype = dtype_of(a, what);
+  const py::ssize_t es = a.itemsize();
+  v.rows = a.shape(0);
+  v.cols = a.shape(1);
+  if (v.cols > 1 && a.strides(1) != es)
+    throw py::value_error(std::string(what) + ": rows must be contiguous (pass np.ascontiguousarray)");
+  if (a.strides(0) % es != 0 || a.strides(0) < 0)
+    throw py::value_error(std::string(what) + ": unsupported row stride");
+  v.row_stride = v.rows > 1 ? a.strides(0) / es : v.cols;
+  if constexpr (std::is_same_v<View, MatrixView>)
+    v.data = a.data();
+  else
+    v.data = a.mutable_data();
+  return v;
+}
+
+struct Inputs {
+  std::vector<py::array> keep;
+  Dataset ds;
+};
+
+Inputs make_dataset(const std::vector<py::array>& Xs, const py::array_t<uint8_t, py::array::c_style>& present) {
+  Inputs in;
+  in.keep = Xs;
+  if (present.ndim() != 2 || present.shape(1) != static_cast<py::ssize_t>(Xs.size()))
+    throw py::value_error("presence mask must be N x M");
+  in.ds.n = present.shape(0);
+  in.ds.present = present.data();
+  for (size_t m = 0; m < Xs.size(); ++m) {
+    MatrixView v = view_of<MatrixView>(in.keep[m], "modality array");
+    if (v.rows != in.ds.n) throw py::value_error("modality arrays and mask differ in row count");
+    in.ds.X.push_back(v);
+  }
+  return in;
+}
+
+RunContext make_ctx(int n_threads, int64_t chunk) {
+  RunContext ctx;
+  ctx.n_threads = std::max(1, n_threads);
+  ctx.chunk_rows = std::max<int64_t>(1, chunk);
+  ctx.interrupted = [] {
+    py::gil_scoped_acquire gil;
+    return PyErr_CheckSignals() != 0;
+  };
+  return ctx;
+}
+
+// Runs f without the GIL; an interruption re-raises the pending Python exception
+// (KeyboardInterrupt) once the GIL is held again.
+template <class F>
+auto run_released(F&& f) -> decltype(f()) {
+  try {
+    py::gil_scoped_release nogil;
+    return f();
+  } catch (const Interrupted&) {
+  }
+  if (PyErr_Occurred()) throw py::error_already_set();
+  throw py::value_error("interrupted");
+}
+
+std::vector<py::array_t<double>> to_arrays(const std::vector<std::vector<double>>& v,
+                                           const std::vector<int64_t>& rows) {
+  std::vector<py::array_t<double>> out;
+  for (size_t m = 0; m < v.size(); ++m) {
+    const int64_t r = rows[m];
+    const int64_t c = r ? static_cast<int64_t>(v[m].size()) / r : 0;
+    py::array_t<double> a({r, c});
+    std::copy(v[m].begin(), v[m].end(), a.mutable_data());
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+std::vector<double> flat(const py::array_t<double, py::array::c_style | py::array::forcecast>& a) {
+  return std::vector<double>(a.data(), a.data() + a.size());
+}
+
+Normalizer make_norm(const std::vector<py::array_t<double, py::array::c_style | py::array::forcecast>>& mu,
+                     const std::vector<py::array_t<double, py::array::c_style | py::array::forcecast>>& sigma) {
+  if (mu.size() != sigma.size()) throw py::value_error("mean and scale differ in length");
+  Normalizer n;
+  for (size_t m = 0; m < mu.size(); ++m) {
+    if (mu[m].size() != sigma[m].size()) throw py::value_error("mean and scale differ in width");
+    n.d.push_back(mu[m].size());
+    n.mu.push_back(flat(mu[m]));
+    n.sigma.push_back(flat(sigma[m]));
+  }
+  n.finalize();
+  return n;
+}
+
+Centres make_centres(const std::vector<py::array_t<double, py::array::c_style | py::array::forcecast>>& C,
+                     const py::array_t<uint8_t, py::array::c_style | py::array::forcecast>& H,
+                     const Normalizer& norm) {
+  if (H.ndim() != 2 || H.shape(1) != static_cast<py::ssize_t>(C.size()) ||
+      static_cast<int>(C.size()) != norm.M())
+    throw py::value_error("centre mask must be K x M");
+  Centres c;
+  c.K = H.shape(0);
+  c.H.assign(H.data(), H.data() + H.size());
+  for (size_t m = 0; m < C.size(); ++m) {
+    if (C[m].ndim() != 2 || C[m].shape(0) != c.K || C[m].shape(1) != norm.d[m])
+      throw py::value_error("centre array " + std::to_string(m) + " must be K x d_m");
+    std::vector<double> z = flat(C[m]);
+    for (int64_t j = 0; j < c.K; ++j)
+      if (!c.H[j * C.size() + m])
+        std::fill(z.begin() + j * norm.d[m], z.begin() + (j + 1) * norm.d[m], 0.0);
+    c.z.push_back(std::move(z));
+  }
+  return c;
+}
+
+py::dict centres_dict(const Centres& c, const std::vector<int64_t>& d) {
+  py::dict out;
+  const int M = static_cast<int>(d.size());
+  std::vector<int64_t> rows(M, c.K);
+  auto zs = to_arrays(c.z, rows);
+  py::list lst;
+  for (int m = 0; m < M; ++m) {
+    double* p = zs[m].mutable_data();
+    for (int64_t j = 0; j < c.K; ++j)
+      if (!c.has(j, m)) std::fill(p + j * d[m], p + (j + 1) * d[m], std::numeric_limits<double>::quiet_NaN());
+    lst.append(zs[m]);
+  }
+  py::array_t<bool> H({c.K, static_cast<int64_t>(M)});
+  for (int64_t i = 0; i < c.K * M; ++i) H.mutable_data()[i] = c.H[i] != 0;
+  out["centres"] = lst;
+  out["H"] = H;
+  return out;
+}
+
+using F64 = py::array_t<double, py::array::c_style | py::array::forcecast>;
+using U8 = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+
+}  // namespace
+
+PYBIND11_MODULE(_core, mod) {
+  mod.doc() = "ul4m4 compiled core (private; use the ul4m4 package)";
+  mod.attr("__version__") = UL4M4_VERSION;
+
+  mod.def("simd_level", [] { return std::string(kernels().name); });
+  mod.def("max_simd_level", [] { return std::string(simd_level_name(max_simd_level())); });
+  mod.def("set_simd_level", [](const std::string& name) { set_simd_level(parse_simd_level(name)); });
+  mod.def("openmp_max_threads", [] { return omp_get_max_threads(); });
+
+  mod.def("compute_stats", [](std::vector<py::array> Xs, U8 present, int n_threads, int64_t chunk) {
+    Inputs in = make_dataset(Xs, present);
+    RunContext ctx = make_ctx(n_threads, chunk);
+    Normalizer n = run_released([&] { return compute_stats(in.ds, ctx); });
+    std::vector<py::array_t<double>> mu, sigma;
+    for (int m = 0; m < n.M(); ++m) {
+      py::array_t<double> a(n.d[m]), b(n.d[m]);
+      std::copy(n.mu[m].begin(), n.mu[m].end(), a.mutable_data());
+      std::copy(n.sigma[m].begin(), n.sigma[m].end(), b.mutable_data());
+      mu.push_back(a);
+      sigma.push_back(b);
+    }
+    return py::make_tuple(mu, sigma);
+  });
+
+  mod.def("presence_from_nan", [](std::vector<py::array> Xs, int64_t n, int n_threads, int64_t chunk) {
+    std::vector<MatrixView> views;
+    for (auto& a : Xs) views.push_back(view_of<MatrixView>(a, "modality array"));
+    py::array_t<uint8_t> P({n, static_cast<int64_t>(Xs.size())});
+    uint8_t* p = P.mutable_data();
+    RunContext ctx = make_ctx(n_threads, chunk);
+    run_released([&] { presence_from_nan(views, n, p, ctx); return 0; });
+    return P;
+  });
+
+  mod.def("check_finite", [](std::vector<py::array> Xs, U8 present, int n_threads, int64_t chunk) {
+    Inputs in = make_dataset(Xs, present);
+    RunContext ctx = make_ctx(n_threads, chunk);
+    run_released([&] { check_finite(in.ds, ctx); return 0; });
+  });
+
+  py::class_<Model>(mod, "Model")
+      .def(py::init([](std::vector<F64> mu, std::vector<F64> sigma, std::vector<F64> C, U8 H) {
+             Normalizer n = make_norm(mu, sigma);
+             Centres c = make_centres(C, H, n);
+             return std::make_unique<Model>(std::move(n), std::move(c));
+           }),
+           py::arg("mean"), py::arg("scale"), py::arg("centres"), py::arg("center_mask"))
+      .def_property_readonly("n_clusters", &Model::K)
+      .def_property_readonly("n_modalities", &Model::M)
+      .def("f_table", [](const Model& m) {
+        py::array_t<double> f({m.K(), m.K(), static_cast<int64_t>(m.M())});
+        std::copy(m.f().begin(), m.f().end(), f.mutable_data());
+        return f;
+      });
+
+  mod.def("kmeans", [](std::vector<py::array> Xs, U8 present, std::vector<F64> mu, std::vector<F64> sigma,
+                       int64_t n_clusters, int max_iter, double tol, int n_init, uint64_t seed,
+                       std::optional<std::vector<F64>> init_C, std::optional<U8> init_H,
+                       std::optional<py::function> callback, int n_threads, int64_t chunk) {
+    Inputs in = make_dataset(Xs, present);
+    Normalizer norm = make_norm(mu, sigma);
+    if (norm.M() != in.ds.M()) throw py::value_error("statistics do not match the modalities");
+    std::optional<Centres> init;
+    if (init_C) init = make_centres(*init_C, *init_H, norm);
+    KMeansParams p;
+    p.n_clusters = n_clusters;
+    p.max_iter = max_iter;
+    p.tol = tol;
+    p.n_init = n_init;
+    p.seed = seed;
+    RunContext ctx = make_ctx(n_threads, chunk);
+    std::optional<py::error_already_set> cb_error;
+    if (callback) {
+      ctx.on_iteration = [&](const IterationStats& s) {
+        py::gil_scoped_acquire gil;
+        try {
+          py::object r = (*callback)(s.iteration, s.inertia, s.n_changed, s.max_shift, s.seconds);
+          return r.is_none() || r.cast<bool>();
+        } catch (py::error_already_set& e) {
+          cb_error.emplace(std::move(e));
+          return false;
+        }
+      };
+    }
+    KMeansResult r = run_released([&] { return kmeans(in.ds, norm, p, init ? &*init : nullptr, ctx); });
+    if (cb_error) throw std::move(*cb_error);
+    py::dict out = centres_dict(r.centres, norm.d);
+    py::array_t<int32_t> labels(static_cast<py::ssize_t>(r.labels.size()));
+    std::copy(r.labels.begin(), r.labels.end(), labels.mutable_data());
+    out["labels"] = labels;
+    out["inertia"] = r.inertia;
+    out["n_iter"] = r.n_iter;
+    out["n_unassigned"] = r.n_unassigned;
+    out["converged"] = r.converged;
+    py::list hist;
+    for (const auto& s : r.history)
+      hist.append(py::make_tuple(s.iteration, s.inertia, s.n_changed, s.max_shift, s.seconds));
+    out["history"] = hist;
+    return out;
+  });
+
+  mod.def("seed_kmeanspp", [](std::vector<py::array> Xs, U8 present, std::vector<F64> mu,
+                              std::vector<F64> sigma, int64_t K, uint64_t seed, int n_threads, int64_t chunk) {
+    Inputs in = make_dataset(Xs, present);
+    Normalizer norm = make_norm(mu, sigma);
+    RunContext ctx = make_ctx(n_threads, chunk);
+    Centres c = run_released([&] { return seed_kmeanspp(in.ds, norm, K, seed, ctx); });
+    return centres_dict(c, norm.d);
+  });
+
+  mod.def("assign", [](const Model& model, std::vector<py::array> Xs, U8 present, int n_threads, int64_t chunk) {
+    Inputs in = make_dataset(Xs, present);
+    if (in.ds.M() != model.M()) throw py::value_error("number of modalities differs from the model's");
+    py::array_t<int32_t> labels(in.ds.n);
+    py::array_t<double> d2(in.ds.n);
+    int32_t* lp = labels.mutable_data();
+    double* dp = d2.mutable_data();
+    RunContext ctx = make_ctx(n_threads, chunk);
+    run_released([&] { assign(in.ds, model, lp, dp, ctx); return 0; });
+    return py::make_tuple(labels, d2);
+  });
+
+  mod.def("complete", [](const Model& model, std::vector<py::array> Xs, U8 present, std::vector<py::array> outs,
+                         const std::string& mode, double temperature_scale, double temperature,
+                         int n_threads, int64_t chunk) {
+    Inputs in = make_dataset(Xs, present);
+    const int M = in.ds.M();
+    if (M != model.M()) throw py::value_error("number of modalities differs from the model's");
+    if (static_cast<int>(outs.size()) != M) throw py::value_error("one output array per modality is needed");
+    std::vector<MutableMatrixView> ov;
+    for (int m = 0; m < M; ++m) {
+      if (!outs[m].writeable()) throw py::value_error("output arrays must be writeable");
+      MutableMatrixView v = view_of<MutableMatrixView>(outs[m], "output array");
+      if (v.rows != in.ds.n || v.cols != in.ds.X[m].cols) throw py::value_error("output array has the wrong shape");
+      ov.push_back(v);
+    }
+    CompletionParams p;
+    if (mode == "greedy") p.mode = CompletionParams::Mode::Greedy;
+    else if (mode == "soft") p.mode = CompletionParams::Mode::Soft;
+    else throw py::value_error("completion must be 'greedy' or 'soft'");
+    p.temperature_scale = temperature_scale;
+    p.temperature = temperature;
+    py::array_t<bool> imputed({in.ds.n, static_cast<int64_t>(M)}), unfilled({in.ds.n, static_cast<int64_t>(M)});
+    auto* ip = reinterpret_cast<uint8_t*>(imputed.mutable_data());
+    auto* up = reinterpret_cast<uint8_t*>(unfilled.mutable_data());
+    RunContext ctx = make_ctx(n_threads, chunk);
+    run_released([&] { complete(in.ds, model, p, ov, ip, up, ctx); return 0; });
+    return py::make_tuple(imputed, unfilled);
+  });
+}

@@ -1,0 +1,79 @@
+"""ul4m4: make multimodal datasets whole.
+
+Fills missing modality embeddings without labels by the UL4M4 method: modality-specific
+normalisation, a partial-modality distance, masked k-means on it, and greedy (or soft)
+completion from the cluster centres. The hot paths run in a compiled C++ core with
+runtime-dispatched SIMD and OpenMP threads.
+
+>>> import numpy as np, ul4m4
+>>> rng = np.random.default_rng(0)
+>>> text, audio = rng.normal(size=(100, 8)), rng.normal(size=(100, 4))
+>>> mask = np.ones((100, 2), bool); mask[::3, 1] = False
+>>> imp = ul4m4.UL4M4Imputer(n_clusters=4, random_state=0).fit([text, audio], mask=mask)
+>>> filled, imputed, unfilled = imp.transform([text, audio], mask=mask, return_masks=True)
+>>> int(imputed.sum()), int(unfilled.sum())
+(34, 0)
+"""
+from __future__ import annotations
+
+import os as _os
+import warnings as _warnings
+
+from . import _core
+from ._imputer import ConvergenceWarning, NotFittedError, UL4M4Imputer
+
+__version__ = _core.__version__
+
+__all__ = [
+    "UL4M4Imputer",
+    "ConvergenceWarning",
+    "NotFittedError",
+    "simd_level",
+    "max_simd_level",
+    "set_simd_level",
+    "available_simd_levels",
+    "cuda_available",
+    "__version__",
+]
+
+_LEVELS = ("scalar", "avx2", "avx512")
+
+
+def simd_level() -> str:
+    """The SIMD kernels in use: 'avx512', 'avx2' or 'scalar'."""
+    return _core.simd_level()
+
+
+def max_simd_level() -> str:
+    """The best SIMD level this CPU supports."""
+    return _core.max_simd_level()
+
+
+def available_simd_levels() -> list:
+    """Every level this CPU can run, lowest first."""
+    best = _LEVELS.index(_core.max_simd_level())
+    return list(_LEVELS[: best + 1])
+
+
+def set_simd_level(level: str) -> None:
+    """Force a SIMD level (a lower one than the CPU's best, e.g. for testing). Raises
+    ValueError for an unknown level or one this CPU lacks. Also settable before import
+    with the environment variable ``UL4M4_SIMD``."""
+    _core.set_simd_level(level)
+
+
+def cuda_available() -> tuple:
+    """(False, reason): this build has no CUDA module."""
+    try:
+        from . import _cuda  # noqa: F401
+    except ImportError as exc:
+        return False, f"ul4m4 was built without its CUDA module ({exc})"
+    return True, ""
+
+
+_env_level = _os.environ.get("UL4M4_SIMD")
+if _env_level:
+    try:
+        set_simd_level(_env_level.strip().lower())
+    except ValueError as _exc:
+        _warnings.warn(f"UL4M4_SIMD={_env_level!r} ignored: {_exc}", RuntimeWarning, stacklevel=2)
