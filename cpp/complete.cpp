@@ -31,6 +31,18 @@ void copy_row(const MatrixView& in, const MutableMatrixView& o, int64_t i) {
   }
 }
 
+// Row i of o = a vector held in both precisions (the one of o's dtype is copied).
+void write_row(const MutableMatrixView& o, int64_t i, const float* f32, const double* f64) {
+  if (o.dtype == DType::F32)
+    std::memcpy(static_cast<float*>(o.data) + i * o.row_stride, f32, 4 * static_cast<size_t>(o.cols));
+  else
+    std::memcpy(static_cast<double*>(o.data) + i * o.row_stride, f64, 8 * static_cast<size_t>(o.cols));
+}
+
+void fill_mean(const MutableMatrixView& o, const Normalizer& norm, int64_t i, int m) {
+  write_row(o, i, norm.mu_f[m].data(), norm.mu[m].data());
+}
+
 // Median as numpy's: mean of the two middle values for an even count.
 double median(std::vector<double>& v) {
   const size_t n = v.size();
@@ -48,7 +60,6 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
   const int64_t kp = model.kp();
   const int64_t n = ds.n;
   const Normalizer& norm = model.norm();
-  const Centres& cen = model.centres();
   const std::vector<double>& f = model.f();
   const CentreTables C = tables_of(model);
   const uint64_t full = M == 64 ? ~uint64_t{0} : ((uint64_t{1} << M) - 1);
@@ -68,8 +79,82 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
     std::vector<int64_t> wrows;  // soft: per modality, chunk rows having weights
     std::vector<int64_t> wcount;
     std::vector<float> zout;     // soft: chunk x dp_max
+    std::vector<int64_t> pending;  // greedy: rows to score
+    std::vector<int64_t> carriers;       // greedy: centres carrying a missing modality
+    std::vector<double> Ftab, Dtab;      // greedy: per carrier, K values (see below)
   };
   std::vector<Local> locals(nt);
+
+  // Greedy scores (section 5, anchored pairs) for the pending rows of a chunk. For a row
+  // with missing set Mi (observed A), candidate j and centre l:
+  //   D^2(cand_j, c_l) = (E_l + F[j,l]) / (nA_l + c[j,l]),
+  //   E_l = sum_{m in A & H_l} e[i,l,m],  nA_l = |A & H_l|,
+  //   F[j,l] = sum_{m in Mi & H_j & H_l} f[j,l,m],  c[j,l] = |Mi & H_j & H_l|,
+  // and a pair counts only when nA_l > 0 (F = +inf otherwise). F, nA and c depend on the
+  // missing pattern only, so rows are grouped by pattern and the tables built once per
+  // group; per row only E changes and score_j is one vectorised min over l.
+  auto greedy_rows = [&](Local& L, int64_t r0) {
+    auto& rows = L.pending;
+    std::stable_sort(rows.begin(), rows.end(),
+                     [&](int64_t x, int64_t y) { return row_mask(ds, x) < row_mask(ds, y); });
+    const KernelTable& kern = kernels();
+    size_t g0 = 0;
+    while (g0 < rows.size()) {
+      const uint64_t a = row_mask(ds, rows[g0]);
+      size_t g1 = g0 + 1;
+      while (g1 < rows.size() && row_mask(ds, rows[g1]) == a) ++g1;
+      const uint64_t miss = full & ~a;
+      L.carriers.clear();
+      for (int64_t j = 0; j < K; ++j)
+        if (miss & C.hmask[j]) L.carriers.push_back(j);
+      for (size_t q = 0; q < L.carriers.size(); ++q) {
+        const int64_t j = L.carriers[q];
+        const uint64_t mj = miss & C.hmask[j];
+        const double* fj = f.data() + j * K * M;
+        double* F = L.Ftab.data() + q * K;
+        double* Dn = L.Dtab.data() + q * K;
+        for (int64_t l = 0; l < K; ++l) {
+          const int na = popcount(a & C.hmask[l]);
+          const uint64_t s = mj & C.hmask[l];
+          double fs = 0.0;
+          for_bits(s, [&](int m) { fs += fj[l * M + m]; });
+          F[l] = na ? fs : kInf;
+          Dn[l] = static_cast<double>(na + popcount(s));
+        }
+      }
+      for (size_t g = g0; g < g1; ++g) {
+        const int64_t i = rows[g];
+        const float* e = L.s.e.data() + (i - r0) * K * M;
+        for (int64_t l = 0; l < K; ++l) {
+          double num = 0.0;
+          for_bits(a & C.hmask[l], [&](int m) { num += static_cast<double>(e[l * M + m]); });
+          L.E[l] = num;
+        }
+        for (size_t q = 0; q < L.carriers.size(); ++q)
+          L.score[q] = kern.min_ratio(L.E.data(), L.Ftab.data() + q * K, L.Dtab.data() + q * K, K);
+        for_bits(miss, [&](int m) {
+          // Lowest score among carriers of m, ties to the lowest j; the row is anchored,
+          // so every carrier's score is finite.
+          int64_t win = -1;
+          double best = kInf;
+          for (size_t q = 0; q < L.carriers.size(); ++q)
+            if ((C.hmask[L.carriers[q]] >> m & 1) && L.score[q] < best) {
+              best = L.score[q];
+              win = L.carriers[q];
+            }
+          if (win < 0) {  // no centre carries m
+            fill_mean(out[m], norm, i, m);
+            unfilled[i * M + m] = 1;
+            return;
+          }
+          imputed[i * M + m] = 1;
+          const int64_t d = norm.d[m];
+          write_row(out[m], i, model.raw_f(m).data() + win * d, model.raw(m).data() + win * d);
+        });
+      }
+      g0 = g1;
+    }
+  };
 
   parallel_tasks(n_chunks, ctx, [&](int64_t ch, int tid) {
     Local& L = locals[tid];
@@ -80,6 +165,12 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
       L.score.resize(K);
       L.da2.resize(K);
       L.nA.resize(K);
+      L.pending.reserve(chunk);
+      if (!soft) {
+        L.carriers.reserve(K);
+        L.Ftab.resize(K * K);
+        L.Dtab.resize(K * K);
+      }
       if (soft) {
         L.W.assign(static_cast<size_t>(M) * chunk * kp, 0.f);
         L.wrows.resize(static_cast<size_t>(M) * chunk);
@@ -96,6 +187,7 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
     }
     if (any) e_table(ds, norm, C, r0, r1, L.select.data(), L.s);
     if (soft) std::fill(L.wcount.begin(), L.wcount.end(), 0);
+    L.pending.clear();
 
     for (int64_t i = r0; i < r1; ++i) {
       const int64_t t = i - r0;
@@ -110,7 +202,7 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
       // Fill every missing slot with the training mean first; overwritten when imputed.
       auto mark_unfilled = [&](int m) {
         unfilled[i * M + m] = 1;
-        for (int64_t k = 0; k < norm.d[m]; ++k) store(out[m], i, k, norm.mu[m][k]);
+        fill_mean(out[m], norm, i, m);
       };
       if (!a) {
         for_bits(miss, mark_unfilled);
@@ -130,41 +222,8 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
         for_bits(miss, mark_unfilled);
         continue;
       }
-      if (!soft) {
-        // score_j = min over anchored l of D^2(candidate_j, c_l), for carriers j only.
-        for (int64_t j = 0; j < K; ++j) {
-          const uint64_t mj = miss & C.hmask[j];
-          double best = kInf;
-          if (mj) {
-            const double* fj = f.data() + j * K * M;
-            for (int64_t l = 0; l < K; ++l) {
-              if (!L.nA[l]) continue;
-              const uint64_t s = mj & C.hmask[l];
-              double num = L.E[l];
-              for_bits(s, [&](int m) { num += fj[l * M + m]; });
-              const double v = num / (L.nA[l] + popcount(s));
-              if (v < best) best = v;
-            }
-          }
-          L.score[j] = best;
-        }
-        for_bits(miss, [&](int m) {
-          int64_t win = -1;
-          double best = kInf;
-          for (int64_t j = 0; j < K; ++j)
-            if ((C.hmask[j] >> m & 1) && L.score[j] < best) {
-              best = L.score[j];
-              win = j;
-            }
-          if (win < 0) {
-            mark_unfilled(m);
-            return;
-          }
-          imputed[i * M + m] = 1;
-          const int64_t d = norm.d[m];
-          const double* z = cen.z[m].data() + win * d;
-          for (int64_t k = 0; k < d; ++k) store(out[m], i, k, z[k] * norm.sigma[m][k] + norm.mu[m][k]);
-        });
+      if (!soft) {  // scored below, grouped by missing pattern
+        L.pending.push_back(i);
         continue;
       }
       // Soft (section 5b): D_A over observed modalities only.
@@ -196,8 +255,12 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
         L.wrows[static_cast<int64_t>(m) * chunk + q] = i;
       });
     }
-    if (!soft) return;
-    // Soft fills of the chunk, one modality at a time: Z = W (rows x Kp) . C_m (Kp x d).
+    if (!soft) {
+      greedy_rows(L, r0);
+      return;
+    }
+    // Soft fills of the chunk, one modality at a time: Z = W (rows x Kp) . C_m (Kp x d) in
+    // z-space (raw-space centres would lose float32 digits when |mu| >> sigma).
     for (int m = 0; m < M; ++m) {
       const int64_t nq = L.wcount[m];
       if (!nq) continue;
@@ -207,8 +270,15 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
       for (int64_t q = 0; q < nq; ++q) {
         const int64_t i = L.wrows[static_cast<int64_t>(m) * chunk + q];
         const float* z = L.zout.data() + q * d;
-        for (int64_t k = 0; k < d; ++k)
-          store(out[m], i, k, static_cast<double>(z[k]) * norm.sigma[m][k] + norm.mu[m][k]);
+        const double* sg = norm.sigma[m].data();
+        const double* mu = norm.mu[m].data();
+        if (out[m].dtype == DType::F32) {
+          float* o = static_cast<float*>(out[m].data) + i * out[m].row_stride;
+          for (int64_t k = 0; k < d; ++k) o[k] = static_cast<float>(static_cast<double>(z[k]) * sg[k] + mu[k]);
+        } else {
+          double* o = static_cast<double*>(out[m].data) + i * out[m].row_stride;
+          for (int64_t k = 0; k < d; ++k) o[k] = static_cast<double>(z[k]) * sg[k] + mu[k];
+        }
       }
     }
   });

@@ -15,6 +15,8 @@ Model::Model(Normalizer norm, Centres centres) : norm_(std::move(norm)), c_(std:
   zf_.assign(M, {});
   ct_.assign(M, {});
   cnorm_.assign(M, {});
+  raw_.assign(M, {});
+  raw_f_.assign(M, {});
   hmask_.assign(K, 0);
   for (int64_t j = 0; j < K; ++j)
     for (int m = 0; m < M; ++m)
@@ -26,12 +28,17 @@ Model::Model(Normalizer norm, Centres centres) : norm_(std::move(norm)), c_(std:
     zf_[m].assign(K * dp, 0.f);
     ct_[m].assign(d * kp_, 0.f);
     cnorm_[m].assign(K, 0.0);
+    raw_[m].assign(K * d, 0.0);
+    raw_f_[m].assign(K * d, 0.f);
     for (int64_t j = 0; j < K; ++j) {
       if (!c_.has(j, m)) continue;
       double nn = 0.0;
       for (int64_t k = 0; k < d; ++k) {
         const float v = static_cast<float>(c_.z[m][j * d + k]);
+        const double x = c_.z[m][j * d + k] * norm_.sigma[m][k] + norm_.mu[m][k];  // section 6
         zf_[m][j * dp + k] = v;
+        raw_[m][j * d + k] = x;
+        raw_f_[m][j * d + k] = static_cast<float>(x);
         ct_[m][k * kp_ + j] = v;
         nn += static_cast<double>(v) * v;
       }

@@ -56,8 +56,17 @@ void accum_f64(const double* x, int64_t d, double* acc) {
   for (int64_t k = 0; k < d; ++k) acc[k] += x[k];
 }
 
+double min_ratio(const double* E, const double* F, const double* den, int64_t K) {
+  double best = __builtin_inf();
+  for (int64_t l = 0; l < K; ++l) {
+    const double v = (E[l] + F[l]) / den[l];
+    best = v < best ? v : best;
+  }
+  return best;
+}
+
 }  // namespace
 
 const KernelTable kKernelsScalar = {SimdLevel::Scalar, "scalar", dot_block, normalize_f32,
-                                    normalize_f64, accum_f32, accum_f64};
+                                    normalize_f64, accum_f32, accum_f64, min_ratio};
 }  // namespace ul4m4

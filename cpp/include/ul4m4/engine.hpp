@@ -104,7 +104,9 @@ class Model {
   // Derived tables.
   const std::vector<float>& zf(int m) const { return zf_[m]; }        ///< K x dp_m
   const std::vector<double>& cnorm(int m) const { return cnorm_[m]; } ///< K, ||zf||^2
-  const std::vector<float>& ct(int m) const { return ct_[m]; }        ///< d_m x Kp (transposed)
+  const std::vector<float>& ct(int m) const { return ct_[m]; }        ///< d_m x Kp, z-space, transposed
+  const std::vector<double>& raw(int m) const { return raw_[m]; }     ///< K x d_m, raw space
+  const std::vector<float>& raw_f(int m) const { return raw_f_[m]; }  ///< K x d_m, raw space
   const std::vector<double>& f() const { return f_; }                 ///< K x K x M
   const std::vector<uint64_t>& hmask() const { return hmask_; }       ///< K bitmasks
   int64_t kp() const { return kp_; }
@@ -112,7 +114,8 @@ class Model {
  private:
   Normalizer norm_;
   Centres c_;
-  std::vector<std::vector<float>> zf_, ct_;
+  std::vector<std::vector<float>> zf_, ct_, raw_f_;
+  std::vector<std::vector<double>> raw_;
   std::vector<std::vector<double>> cnorm_;
   std::vector<double> f_;
   std::vector<uint64_t> hmask_;

@@ -33,6 +33,8 @@ struct KernelTable {
   /// acc[k] += double(x[k]) for k < d.
   void (*accum_f32)(const float* x, int64_t d, double* acc);
   void (*accum_f64)(const double* x, int64_t d, double* acc);
+  /// min over l < K of (E[l] + F[l]) / den[l] (greedy scores; exact, order-free).
+  double (*min_ratio)(const double* E, const double* F, const double* den, int64_t K);
 };
 
 /// Kernel table in use (chosen from the CPU's features when the library loads).
