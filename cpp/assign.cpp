@@ -25,9 +25,58 @@ Accumulator::Accumulator(int64_t n, int64_t chunk, int64_t K, const std::vector<
 }
 
 void Accumulator::clear() {
-  std::fill(sums.begin(), sums.end(), 0.0);
+  // sums are not cleared here: a (block, centre) row is zeroed when first touched.
   std::fill(counts.begin(), counts.end(), 0);
   std::fill(sizes.begin(), sizes.end(), 0);
+}
+
+// Adds the chunk's rows to block b's sums, one cluster at a time: the members of a cluster
+// (in row order) are summed into a local float64 row that stays in cache, which is then
+// added to the block's sums once, instead of one read-modify-write of the (K x D, out of
+// cache) block sums per row. The order depends on the chunk and block partition only.
+static void accumulate_chunk(const Dataset& ds, Accumulator& acc, int64_t b, int64_t r0, int64_t r1,
+                             const int32_t* lab, Scratch& s) {
+  const int M = acc.M;
+  const int64_t K = acc.K, n = r1 - r0;
+  const KernelTable& kern = kernels();
+  s.acc_local.resize(acc.D);
+  s.order.resize(n);
+  s.start.assign(K + 1, 0);
+  for (int64_t t = 0; t < n; ++t)
+    if (lab[t] >= 0) ++s.start[lab[t] + 1];
+  for (int64_t j = 0; j < K; ++j) s.start[j + 1] += s.start[j];
+  std::vector<int64_t> cursor(s.start.begin(), s.start.end() - 1);
+  for (int64_t t = 0; t < n; ++t)
+    if (lab[t] >= 0) s.order[cursor[lab[t]]++] = t;
+  int64_t cnt[kMaxModalities];
+  for (int64_t j = 0; j < K; ++j) {
+    if (s.start[j] == s.start[j + 1]) continue;
+    uint64_t used = 0;
+    for (int m = 0; m < M; ++m) cnt[m] = 0;
+    for (int64_t q = s.start[j]; q < s.start[j + 1]; ++q) {
+      const int64_t i = r0 + s.order[q];
+      for_bits(row_mask(ds, i), [&](int m) {
+        double* loc = s.acc_local.data() + acc.off[m];
+        if (!(used >> m & 1)) {
+          std::fill(loc, loc + (acc.off[m + 1] - acc.off[m]), 0.0);
+          used |= uint64_t{1} << m;
+        }
+        const MatrixView& v = ds.X[m];
+        if (v.dtype == DType::F32)
+          kern.accum_f32(static_cast<const float*>(v.data) + i * v.row_stride, v.cols, loc);
+        else
+          kern.accum_f64(static_cast<const double*>(v.data) + i * v.row_stride, v.cols, loc);
+        ++cnt[m];
+      });
+    }
+    double* sums = acc.sums.data() + (b * K + j) * acc.D;
+    if (acc.sizes[b * K + j] == 0) std::fill(sums, sums + acc.D, 0.0);
+    acc.sizes[b * K + j] += s.start[j + 1] - s.start[j];
+    for_bits(used, [&](int m) {
+      kern.accum_f64(s.acc_local.data() + acc.off[m], acc.off[m + 1] - acc.off[m], sums + acc.off[m]);
+      acc.counts[(b * K + j) * M + m] += cnt[m];
+    });
+  }
 }
 
 PassStats assign_pass(const Dataset& ds, const Model& model, int32_t* labels, double* min_d2,
@@ -40,7 +89,6 @@ PassStats assign_pass(const Dataset& ds, const Model& model, int32_t* labels, do
   if (acc) acc->clear();
   const CentreTables C = tables_of(model);
   const Normalizer& norm = model.norm();
-  const KernelTable& kern = kernels();
   std::vector<double> inertia(nb, 0.0);
   std::vector<int64_t> changed(nb, 0), unassigned(nb, 0);
   const int nt = threads_for(ctx, nb);
@@ -74,19 +122,8 @@ PassStats assign_pass(const Dataset& ds, const Model& model, int32_t* labels, do
         dd[t] = best;
         if (arg >= 0) inertia[b] += best; else ++unassigned[b];
         if (prev_labels && prev_labels[i] != arg) ++changed[b];
-        if (acc && arg >= 0) {
-          acc->sizes[b * K + arg] += 1;
-          for_bits(a, [&](int m) {
-            double* sum = acc->sums.data() + (b * K + arg) * acc->D + acc->off[m];
-            const MatrixView& v = ds.X[m];
-            if (v.dtype == DType::F32)
-              kern.accum_f32(static_cast<const float*>(v.data) + i * v.row_stride, v.cols, sum);
-            else
-              kern.accum_f64(static_cast<const double*>(v.data) + i * v.row_stride, v.cols, sum);
-            acc->counts[(b * K + arg) * M + m] += 1;
-          });
-        }
       }
+      if (acc) accumulate_chunk(ds, *acc, b, r0, r1, lab, s);
       if (labels) std::copy(lab, lab + (r1 - r0), labels + r0);
       if (min_d2) std::copy(dd, dd + (r1 - r0), min_d2 + r0);
     }

@@ -14,7 +14,8 @@ struct Accumulator {
   std::vector<int64_t> off;     // modality offsets in a row of D
   std::vector<double> sums;     // n_blocks x K x D: sums of raw x of members having m
   std::vector<int64_t> counts;  // n_blocks x K x M: members having m
-  std::vector<int64_t> sizes;   // n_blocks x K: members
+  std::vector<int64_t> sizes;   // n_blocks x K: members; a row of sums is valid (zeroed on
+                                // first touch in the pass) only where sizes > 0
 };
 
 struct PassStats {

@@ -65,6 +65,7 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
   const uint64_t full = M == 64 ? ~uint64_t{0} : ((uint64_t{1} << M) - 1);
   const bool soft = p.mode == CompletionParams::Mode::Soft;
   if (static_cast<int>(out.size()) != M) throw std::invalid_argument("one output per modality is needed");
+  if (!model.has_completion_tables()) throw std::logic_error("model built without completion tables");
   const int64_t chunk = std::max<int64_t>(1, ctx.chunk_rows);
   const int64_t n_chunks = (n + chunk - 1) / chunk;
   const int nt = threads_for(ctx, n_chunks);

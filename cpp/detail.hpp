@@ -105,6 +105,9 @@ struct Scratch {
   std::vector<float> e;        // chunk x K x M
   std::vector<double> zz;      // chunk
   std::vector<int64_t> local;  // rows of the chunk being processed
+  // Centre-update accumulation of one chunk (assign.cpp).
+  std::vector<double> acc_local;  // D
+  std::vector<int64_t> order, start;
   void reserve(int64_t chunk, int64_t dp_max, int64_t K, int M) {
     z.resize(chunk * dp_max);
     dots.resize(chunk * K);

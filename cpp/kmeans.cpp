@@ -101,6 +101,7 @@ Centres update_centres(const Accumulator& acc, const Centres& old, const Normali
     if (size == 0) continue;
     std::fill(s.begin(), s.end(), 0.0);
     for (int64_t b = 0; b < acc.n_blocks; ++b) {
+      if (acc.sizes[b * K + j] == 0) continue;  // untouched this pass: sums not valid
       const double* src = acc.sums.data() + (b * K + j) * acc.D;
       for (int64_t k = 0; k < acc.D; ++k) s[k] += src[k];
     }
@@ -124,7 +125,7 @@ KMeansResult lloyd(const Dataset& ds, const Normalizer& norm, Centres init, cons
   KMeansResult r;
   const int64_t chunk = std::max<int64_t>(1, ctx.chunk_rows);
   Accumulator acc(ds.n, chunk, init.K, norm.d);
-  auto model = std::make_unique<Model>(norm, std::move(init));
+  auto model = std::make_unique<Model>(norm, std::move(init), false);
   std::vector<int32_t> labels(ds.n), next(ds.n);
   PassStats st = assign_pass(ds, *model, labels.data(), nullptr, nullptr, &acc, ctx);
   r.n_iter = 0;
@@ -134,7 +135,7 @@ KMeansResult lloyd(const Dataset& ds, const Normalizer& norm, Centres init, cons
     ++r.n_iter;
     double shift = 0.0;
     for (int64_t j = 0; j < c.K; ++j) shift = std::max(shift, centre_shift(model->centres(), c, j, norm.d));
-    model = std::make_unique<Model>(norm, std::move(c));
+    model = std::make_unique<Model>(norm, std::move(c), false);
     st = assign_pass(ds, *model, next.data(), nullptr, labels.data(), &acc, ctx);
     labels.swap(next);
     IterationStats it;

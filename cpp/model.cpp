@@ -5,7 +5,8 @@
 namespace ul4m4 {
 using namespace detail;
 
-Model::Model(Normalizer norm, Centres centres) : norm_(std::move(norm)), c_(std::move(centres)) {
+Model::Model(Normalizer norm, Centres centres, bool completion_tables)
+    : norm_(std::move(norm)), c_(std::move(centres)) {
   if (norm_.dp.size() != norm_.d.size()) norm_.finalize();
   const int M = norm_.M();
   const int64_t K = c_.K;
@@ -15,8 +16,10 @@ Model::Model(Normalizer norm, Centres centres) : norm_(std::move(norm)), c_(std:
   zf_.assign(M, {});
   ct_.assign(M, {});
   cnorm_.assign(M, {});
-  raw_.assign(M, {});
-  raw_f_.assign(M, {});
+  if (completion_tables) {
+    raw_.assign(M, {});
+    raw_f_.assign(M, {});
+  }
   hmask_.assign(K, 0);
   for (int64_t j = 0; j < K; ++j)
     for (int m = 0; m < M; ++m)
@@ -26,25 +29,29 @@ Model::Model(Normalizer norm, Centres centres) : norm_(std::move(norm)), c_(std:
     if (static_cast<int64_t>(c_.z[m].size()) != K * d)
       throw std::invalid_argument("centre array of modality " + std::to_string(m) + " has the wrong size");
     zf_[m].assign(K * dp, 0.f);
-    ct_[m].assign(d * kp_, 0.f);
     cnorm_[m].assign(K, 0.0);
-    raw_[m].assign(K * d, 0.0);
-    raw_f_[m].assign(K * d, 0.f);
+    if (completion_tables) {
+      ct_[m].assign(d * kp_, 0.f);
+      raw_[m].assign(K * d, 0.0);
+      raw_f_[m].assign(K * d, 0.f);
+    }
     for (int64_t j = 0; j < K; ++j) {
       if (!c_.has(j, m)) continue;
       double nn = 0.0;
       for (int64_t k = 0; k < d; ++k) {
         const float v = static_cast<float>(c_.z[m][j * d + k]);
-        const double x = c_.z[m][j * d + k] * norm_.sigma[m][k] + norm_.mu[m][k];  // section 6
         zf_[m][j * dp + k] = v;
+        nn += static_cast<double>(v) * v;
+        if (!completion_tables) continue;
+        const double x = c_.z[m][j * d + k] * norm_.sigma[m][k] + norm_.mu[m][k];  // section 6
         raw_[m][j * d + k] = x;
         raw_f_[m][j * d + k] = static_cast<float>(x);
         ct_[m][k * kp_ + j] = v;
-        nn += static_cast<double>(v) * v;
       }
       cnorm_[m][j] = nn;
     }
   }
+  if (!completion_tables) return;
   // f[j,l,m] = ||c_j^m - c_l^m||^2 / d_m by direct differences: exact zeros on the
   // diagonal, so structural ties in greedy completion stay exact (section 5).
   f_.assign(K * K * M, 0.0);

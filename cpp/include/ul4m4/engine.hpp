@@ -96,7 +96,10 @@ struct Centres {
 /// A fitted model with the tables every pass needs, computed once.
 class Model {
  public:
-  Model(Normalizer norm, Centres centres);
+  /// completion_tables=false skips f, ct and the raw-space centres (the Lloyd loop builds
+  /// a model per iteration and needs none of them).
+  Model(Normalizer norm, Centres centres, bool completion_tables = true);
+  bool has_completion_tables() const { return !raw_.empty(); }
   const Normalizer& norm() const { return norm_; }
   const Centres& centres() const { return c_; }
   int M() const { return norm_.M(); }
