@@ -16,6 +16,7 @@ inline void store(const MutableMatrixView& o, int64_t i, int64_t k, double v) {
 }
 
 void copy_row(const MatrixView& in, const MutableMatrixView& o, int64_t i) {
+  if (in.data == o.data && in.row_stride == o.row_stride && in.dtype == o.dtype) return;  // in place
   if (in.dtype == o.dtype) {
     const size_t bytes = (in.dtype == DType::F32 ? 4 : 8) * static_cast<size_t>(in.cols);
     const size_t es = in.dtype == DType::F32 ? 4 : 8;

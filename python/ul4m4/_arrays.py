@@ -174,6 +174,40 @@ def new_like(prep: Prepared) -> tuple:
     return (type(prep.originals[0]) is tuple and tuple(conts)) or conts, views
 
 
+def use_out(prep: Prepared, out: Any) -> tuple:
+    """Caller-given output arrays (``transform(..., out=...)``): same container kind, shapes
+    and dtypes as the input, writeable; ``out`` may be the input itself (in-place fill of
+    the missing slots) but must not otherwise overlap it. Returns like :func:`new_like`."""
+    def arr(o, what, like):
+        a = _to_numpy(o, what)
+        if a.shape != like.shape or a.dtype != like.dtype:
+            raise ValueError(f"{what} must have shape {like.shape} and dtype {like.dtype}, got {a.shape} {a.dtype}")
+        if not a.flags.writeable:
+            raise ValueError(f"{what} is read-only")
+        if (a.shape[1] > 1 and a.strides[1] != a.itemsize) or a.strides[0] < 0:
+            raise ValueError(f"{what} must have contiguous rows")
+        return a
+
+    if prep.kind == "dense":
+        if isinstance(out, (list, tuple)):
+            raise TypeError("out must be one 2-D array like X")
+        a = arr(out, "out", prep.dense)
+        if a is not prep.dense and np.shares_memory(a, prep.dense):
+            raise ValueError("out overlaps X without being X")
+        offs = np.concatenate([[0], np.cumsum(prep.dims)])
+        return out, [a[:, offs[m]:offs[m + 1]] for m in range(len(prep.dims))]
+    if not isinstance(out, (list, tuple)) or len(out) != len(prep.Xs):
+        raise TypeError(f"out must be a list of {len(prep.Xs)} arrays, one per modality")
+    views = []
+    for m, (o, x) in enumerate(zip(out, prep.Xs)):
+        a = arr(o, f"out[{m}]", x)
+        same = a.__array_interface__["data"][0] == x.__array_interface__["data"][0] and a.strides == x.strides
+        if not same and np.shares_memory(a, x):
+            raise ValueError(f"out[{m}] overlaps modality {m} without being it")
+        views.append(a)
+    return out, views
+
+
 def mask_out(prep: Prepared, m: np.ndarray):
     """A boolean mask in the caller's world (torch tensor for torch inputs)."""
     if prep.torch:

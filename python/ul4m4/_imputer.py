@@ -16,7 +16,7 @@ from typing import Any, Callable, List, Optional, Sequence
 import numpy as np
 
 from . import _core
-from ._arrays import Prepared, mask_out, new_like, prepare
+from ._arrays import Prepared, mask_out, new_like, prepare, use_out
 
 __all__ = ["UL4M4Imputer", "ConvergenceWarning", "NotFittedError", "FORMAT_VERSION"]
 
@@ -306,12 +306,14 @@ class UL4M4Imputer:
 
     def transform(self, X: Any, *, mask: Any = None, return_masks: bool = False,
                   completion: Optional[str] = None, temperature_scale: Optional[float] = None,
-                  temperature: Optional[float] = None):
+                  temperature: Optional[float] = None, out: Any = None):
         """Complete X. Returns X's container type (list of arrays, or one 2-D array; numpy
         or torch) and dtypes, observed slots bit-for-bit; with ``return_masks=True`` also
         ``imputed`` and ``unfilled`` (n, M) boolean masks (disjoint; their union is the
         missing set). ``completion`` / ``temperature_scale`` / ``temperature`` override the
-        estimator's settings for this call."""
+        estimator's settings for this call. ``out`` (arrays like X) receives the result
+        instead of new arrays, e.g. reused buffers in a loop; ``out=X`` fills the missing
+        slots of X in place (the one case where the caller's data is written)."""
         model = self._compiled()
         completion = self.completion if completion is None else completion
         ts = self.temperature_scale if temperature_scale is None else temperature_scale
@@ -320,7 +322,7 @@ class UL4M4Imputer:
         nt = effective_n_threads(self.n_threads)
         prep = self._prepare(X, mask, nt)
         self._check_compatible(prep)
-        cont, views = new_like(prep)
+        cont, views = new_like(prep) if out is None else use_out(prep, out)
         imputed, unfilled = _core.complete(model, prep.Xs, prep.present, views, completion, float(ts),
                                            float(temp) if temp is not None else 0.0, nt, int(self.chunk_size))
         if return_masks:
