@@ -98,7 +98,10 @@ PassStats assign_pass(const Dataset& ds, const Model& model, int32_t* labels, do
 
   parallel_tasks(nb, ctx, [&](int64_t b, int tid) {
     Scratch& s = scratch[tid];
-    if (s.z.empty()) s.reserve(chunk, max_dp(norm), K, M);
+    if (s.z.empty()) {
+      s.reserve(chunk, max_dp(norm), K, M);
+      s.vals.resize(K);
+    }
     int32_t* lab = lab_local.data() + tid * chunk;
     double* dd = d2_local.data() + tid * chunk;
     const int64_t b0 = part_begin(n, nb, b), b1 = part_begin(n, nb, b + 1);
@@ -111,11 +114,32 @@ PassStats assign_pass(const Dataset& ds, const Model& model, int32_t* labels, do
         const float* e = s.e.data() + t * K * M;
         double best = kInf;
         int32_t arg = -1;
+        double* vals = s.vals.data();
         for (int64_t l = 0; l < K; ++l) {
           const double v = combine(e, l, M, a, C.hmask[l]);
+          vals[l] = v;
           if (v < best) {
             best = v;
             arg = static_cast<int32_t>(l);
+          }
+        }
+        if (arg >= 0) {
+          // Near ties (within the float32 table's error) are settled by float64 direct
+          // differences, so exact ties (e.g. a row equal to two partial centres) go to
+          // the lowest j as the contract says.
+          const double band = best + kTieBand * (1.0 + best);
+          int close = 0;
+          for (int64_t l = 0; l < K; ++l) close += vals[l] <= band;
+          if (close > 1) {
+            best = kInf;
+            for (int64_t l = 0; l < K; ++l) {
+              if (!(vals[l] <= band)) continue;
+              const double v = exact_d2(ds, model, i, a, l);
+              if (v < best) {
+                best = v;
+                arg = static_cast<int32_t>(l);
+              }
+            }
           }
         }
         lab[t] = arg;

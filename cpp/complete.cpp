@@ -198,7 +198,10 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
       for (int m = 0; m < M; ++m) {
         imputed[i * M + m] = 0;
         unfilled[i * M + m] = 0;
-        if (a >> m & 1) copy_row(ds.X[m], out[m], i);
+        if (!(a >> m & 1)) continue;
+        // Rows scored above were checked by e_table; complete rows are checked here.
+        if (!L.select[t] && !row_finite(ds.X[m], i)) throw_nonfinite(i, m);
+        copy_row(ds.X[m], out[m], i);
       }
       if (!miss) continue;
       // Fill every missing slot with the training mean first; overwritten when imputed.

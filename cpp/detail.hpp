@@ -108,6 +108,7 @@ struct Scratch {
   // Centre-update accumulation of one chunk (assign.cpp).
   std::vector<double> acc_local;  // D
   std::vector<int64_t> order, start;
+  std::vector<double> vals;  // K squared distances of one row
   void reserve(int64_t chunk, int64_t dp_max, int64_t K, int M) {
     z.resize(chunk * dp_max);
     dots.resize(chunk * K);
@@ -187,6 +188,49 @@ inline double combine(const float* e_row, int64_t l, int M, uint64_t a, uint64_t
   for_bits(s, [&](int m) { num += static_cast<double>(el[m]); });
   return num / popcount(s);
 }
+
+/// True when every value of row i of v is finite (exponent bits not all ones; an integer
+/// OR-reduction, which the compiler vectorises).
+inline bool row_finite(const MatrixView& v, int64_t i) {
+  if (v.dtype == DType::F32) {
+    const uint32_t* x = static_cast<const uint32_t*>(v.data) + i * v.row_stride;
+    uint32_t bad = 0;
+    for (int64_t k = 0; k < v.cols; ++k) bad |= static_cast<uint32_t>((x[k] & 0x7f800000u) == 0x7f800000u);
+    return bad == 0;
+  }
+  const uint64_t* x = static_cast<const uint64_t*>(v.data) + i * v.row_stride;
+  uint64_t bad = 0;
+  for (int64_t k = 0; k < v.cols; ++k)
+    bad |= static_cast<uint64_t>((x[k] & 0x7ff0000000000000ull) == 0x7ff0000000000000ull);
+  return bad == 0;
+}
+
+/// Squared partial distance of row i (presence a) to centre l of the model, in float64 by
+/// direct differences (no expansion): used to settle near ties of the float32 table.
+inline double exact_d2(const Dataset& ds, const Model& model, int64_t i, uint64_t a, int64_t l) {
+  const uint64_t s = a & model.hmask()[l];
+  if (!s) return kInf;
+  const Normalizer& norm = model.norm();
+  double num = 0.0;
+  for_bits(s, [&](int m) {
+    const int64_t d = norm.d[m];
+    const MatrixView& v = ds.X[m];
+    const double* c = model.centres().z[m].data() + l * d;
+    double acc = 0.0;
+    for (int64_t k = 0; k < d; ++k) {
+      const double x = v.dtype == DType::F32
+                           ? static_cast<double>(static_cast<const float*>(v.data)[i * v.row_stride + k])
+                           : static_cast<const double*>(v.data)[i * v.row_stride + k];
+      const double t = (x - norm.mu[m][k]) / norm.sigma[m][k] - c[k];
+      acc += t * t;
+    }
+    num += acc / static_cast<double>(d);
+  });
+  return num / popcount(s);
+}
+
+/// Relative width of the band in which float32-table distances are re-computed exactly.
+constexpr double kTieBand = 1e-5;
 
 /// Fixed partition of [0, n) into `parts` contiguous ranges.
 inline int64_t part_begin(int64_t n, int64_t parts, int64_t p) { return n * p / parts; }

@@ -32,19 +32,6 @@ const X* row_ptr(const MatrixView& v, int64_t i) {
   return static_cast<const X*>(v.data) + i * v.row_stride;
 }
 
-bool row_finite(const MatrixView& v, int64_t i) {
-  if (v.dtype == DType::F32) {
-    const float* x = row_ptr<float>(v, i);
-    float acc = 0.f;
-    for (int64_t k = 0; k < v.cols; ++k) acc += x[k] * 0.f;  // NaN/inf -> NaN
-    return acc == 0.f;
-  }
-  const double* x = row_ptr<double>(v, i);
-  double acc = 0.0;
-  for (int64_t k = 0; k < v.cols; ++k) acc += x[k] * 0.0;
-  return acc == 0.0;
-}
-
 int64_t n_blocks_for(int64_t n, int64_t chunk) {
   return std::max<int64_t>(1, std::min<int64_t>(64, (n + chunk - 1) / chunk));
 }

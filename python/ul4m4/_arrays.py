@@ -78,6 +78,7 @@ class Prepared:
     dims: List[int]
     dense: Optional[np.ndarray] = None   # the dense 2-D input (dense kind)
     originals: List[Any] = field(default_factory=list)
+    container: type = list                # list or tuple (list kind)
 
 
 def _mask(mask: Any, n: int, M: int) -> np.ndarray:
@@ -116,6 +117,7 @@ def prepare(X: Any, mask: Any, modality_dims: Optional[Sequence[int]], core: Any
                 )
         kind, dense, torch_flag = "list", None, all(torch_in)
         originals = list(X)
+        container = tuple if isinstance(X, tuple) else list
     else:
         torch_flag = is_torch(X)
         a = _to_numpy(X, "X")
@@ -133,6 +135,7 @@ def prepare(X: Any, mask: Any, modality_dims: Optional[Sequence[int]], core: Any
         Xs = [a[:, offs[m]:offs[m + 1]] for m in range(len(dims))]
         n, kind, dense = a.shape[0], "dense", a
         originals = [X]
+        container = list
     if n == 0:
         raise ValueError("X has no rows")
     M = len(Xs)
@@ -144,7 +147,7 @@ def prepare(X: Any, mask: Any, modality_dims: Optional[Sequence[int]], core: Any
     else:
         present = _mask(mask, n, M)
     return Prepared(Xs=Xs, present=present, n=n, kind=kind, torch=torch_flag, dims=dims, dense=dense,
-                    originals=originals)
+                    originals=originals, container=container)
 
 
 def new_like(prep: Prepared) -> tuple:
@@ -171,7 +174,7 @@ def new_like(prep: Prepared) -> tuple:
         c, v = alloc(a.shape, a.dtype)
         conts.append(c)
         views.append(v)
-    return (type(prep.originals[0]) is tuple and tuple(conts)) or conts, views
+    return prep.container(conts), views
 
 
 def use_out(prep: Prepared, out: Any) -> tuple:

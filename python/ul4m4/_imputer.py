@@ -279,8 +279,10 @@ class UL4M4Imputer:
     def _init_centres(init, mu, sigma, K):
         C, H = init
         H = np.asarray(H.numpy() if hasattr(H, "numpy") else H)
-        if H.dtype != np.bool_ or H.ndim != 2 or H.shape != (K, len(mu)):
-            raise ValueError(f"init presence mask must be a boolean array of shape (n_clusters, M) = {(K, len(mu))}")
+        if H.dtype != np.bool_:
+            raise TypeError(f"init presence mask must be a boolean array, got dtype {H.dtype}")
+        if H.ndim != 2 or H.shape != (K, len(mu)):
+            raise ValueError(f"init presence mask must have shape (n_clusters, M) = {(K, len(mu))}, got {H.shape}")
         if not H.any(axis=1).all():
             raise ValueError(f"initial centre {int(np.flatnonzero(~H.any(axis=1))[0])} has no modality")
         if not isinstance(C, (list, tuple)) or len(C) != len(mu):
@@ -370,11 +372,16 @@ class UL4M4Imputer:
     def save(self, path: "str | os.PathLike") -> None:
         """Write the fitted model to an ``.npz`` file (no pickle: arrays plus a JSON header
         with the format version and parameters)."""
+        arrays = self._state_arrays()  # raises NotFittedError before any file is created
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **self._state_arrays())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
 
     @classmethod
     def load(cls, path: "str | os.PathLike") -> "UL4M4Imputer":
