@@ -163,6 +163,31 @@ PassStats assign_pass(const Dataset& ds, const Model& model, int32_t* labels, do
 
 }  // namespace detail
 
+UpdateSums assign_and_sum(const Dataset& ds, const Model& model, int32_t* labels, double* min_d2,
+                          const int32_t* prev_labels, const RunContext& ctx) {
+  const int64_t chunk = std::max<int64_t>(1, ctx.chunk_rows);
+  Accumulator acc(ds.n, chunk, model.K(), model.norm().d);
+  const PassStats st = assign_pass(ds, model, labels, min_d2, prev_labels, &acc, ctx);
+  UpdateSums u;
+  u.K = acc.K;
+  u.D = acc.D;
+  u.sums.assign(acc.K * acc.D, 0.0);
+  u.counts.assign(acc.K * acc.M, 0);
+  u.sizes.assign(acc.K, 0);
+  for (int64_t b = 0; b < acc.n_blocks; ++b)
+    for (int64_t j = 0; j < acc.K; ++j) {
+      if (acc.sizes[b * acc.K + j] == 0) continue;
+      u.sizes[j] += acc.sizes[b * acc.K + j];
+      for (int m = 0; m < acc.M; ++m) u.counts[j * acc.M + m] += acc.counts[(b * acc.K + j) * acc.M + m];
+      const double* src = acc.sums.data() + (b * acc.K + j) * acc.D;
+      for (int64_t k = 0; k < acc.D; ++k) u.sums[j * acc.D + k] += src[k];
+    }
+  u.inertia = st.inertia;
+  u.n_unassigned = st.n_unassigned;
+  u.n_changed = st.n_changed;
+  return u;
+}
+
 void assign(const Dataset& ds, const Model& model, int32_t* labels, double* min_d2,
             const RunContext& ctx) {
   assign_pass(ds, model, labels, min_d2, nullptr, nullptr, ctx);

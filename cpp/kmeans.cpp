@@ -88,35 +88,54 @@ double centre_shift(const Centres& a, const Centres& b, int64_t j, const std::ve
   return cnt ? std::sqrt(num / cnt) : kInf;
 }
 
-// Section 4 update from the accumulated sums: mean of members' z having m; a modality no
-// member has becomes absent; a cluster with no member keeps its centre.
-Centres update_centres(const Accumulator& acc, const Centres& old, const Normalizer& norm) {
-  const int M = acc.M;
-  const int64_t K = acc.K;
+// Section 4 update: mean of members' z having m; a modality no member has becomes absent;
+// a cluster with no member keeps its centre. `sum_of(j)` gives centre j's D sums (float64,
+// raw space), `count(j, m)` and `size(j)` its counts.
+template <class SumOf, class Count, class Size>
+Centres update_from(const Centres& old, const Normalizer& norm, const std::vector<int64_t>& off,
+                    SumOf&& sum_of, Count&& count, Size&& size) {
+  const int M = norm.M();
   Centres c = old;
-  std::vector<double> s(acc.D);
-  for (int64_t j = 0; j < K; ++j) {
-    int64_t size = 0;
-    for (int64_t b = 0; b < acc.n_blocks; ++b) size += acc.sizes[b * K + j];
-    if (size == 0) continue;
-    std::fill(s.begin(), s.end(), 0.0);
-    for (int64_t b = 0; b < acc.n_blocks; ++b) {
-      if (acc.sizes[b * K + j] == 0) continue;  // untouched this pass: sums not valid
-      const double* src = acc.sums.data() + (b * K + j) * acc.D;
-      for (int64_t k = 0; k < acc.D; ++k) s[k] += src[k];
-    }
+  for (int64_t j = 0; j < c.K; ++j) {
+    if (size(j) == 0) continue;
+    const double* s = sum_of(j);
     for (int m = 0; m < M; ++m) {
-      int64_t cnt = 0;
-      for (int64_t b = 0; b < acc.n_blocks; ++b) cnt += acc.counts[(b * K + j) * M + m];
+      const int64_t cnt = count(j, m);
       const int64_t d = norm.d[m];
       double* z = c.z[m].data() + j * d;
       c.H[j * M + m] = cnt > 0;
       for (int64_t k = 0; k < d; ++k)
-        z[k] = cnt > 0 ? (s[acc.off[m] + k] / static_cast<double>(cnt) - norm.mu[m][k]) / norm.sigma[m][k]
-                       : 0.0;
+        z[k] = cnt > 0 ? (s[off[m] + k] / static_cast<double>(cnt) - norm.mu[m][k]) / norm.sigma[m][k] : 0.0;
     }
   }
   return c;
+}
+
+Centres update_centres(const Accumulator& acc, const Centres& old, const Normalizer& norm) {
+  const int M = acc.M;
+  const int64_t K = acc.K;
+  std::vector<double> s(acc.D);
+  return update_from(
+      old, norm, acc.off,
+      [&](int64_t j) {
+        std::fill(s.begin(), s.end(), 0.0);
+        for (int64_t b = 0; b < acc.n_blocks; ++b) {
+          if (acc.sizes[b * K + j] == 0) continue;  // untouched this pass: sums not valid
+          const double* src = acc.sums.data() + (b * K + j) * acc.D;
+          for (int64_t k = 0; k < acc.D; ++k) s[k] += src[k];
+        }
+        return s.data();
+      },
+      [&](int64_t j, int m) {
+        int64_t cnt = 0;
+        for (int64_t b = 0; b < acc.n_blocks; ++b) cnt += acc.counts[(b * K + j) * M + m];
+        return cnt;
+      },
+      [&](int64_t j) {
+        int64_t n = 0;
+        for (int64_t b = 0; b < acc.n_blocks; ++b) n += acc.sizes[b * K + j];
+        return n;
+      });
 }
 
 KMeansResult lloyd(const Dataset& ds, const Normalizer& norm, Centres init, const KMeansParams& p,
@@ -160,6 +179,16 @@ KMeansResult lloyd(const Dataset& ds, const Normalizer& norm, Centres init, cons
 }
 
 }  // namespace
+
+Centres centres_from_sums(const UpdateSums& u, const Centres& old, const Normalizer& norm) {
+  const int M = norm.M();
+  std::vector<int64_t> off(M + 1, 0);
+  for (int m = 0; m < M; ++m) off[m + 1] = off[m] + norm.d[m];
+  if (u.K != old.K || u.D != off[M]) throw std::invalid_argument("update sums do not match the centres");
+  return update_from(
+      old, norm, off, [&](int64_t j) { return u.sums.data() + j * u.D; },
+      [&](int64_t j, int m) { return u.counts[j * M + m]; }, [&](int64_t j) { return u.sizes[j]; });
+}
 
 Centres seed_kmeanspp(const Dataset& ds, const Normalizer& norm, int64_t K, uint64_t seed,
                       const RunContext& ctx) {

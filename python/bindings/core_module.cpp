@@ -287,6 +287,53 @@ PYBIND11_MODULE(_core, mod) {
     return py::make_tuple(labels, d2);
   });
 
+  mod.def("assign_and_sum", [](const Model& model, std::vector<py::array> Xs, U8 present,
+                               std::optional<py::array_t<int32_t, py::array::c_style | py::array::forcecast>> prev,
+                               int n_threads, int64_t chunk) {
+    Inputs in = make_dataset(Xs, present);
+    if (in.ds.M() != model.M()) throw py::value_error("number of modalities differs from the model's");
+    if (prev && prev->size() != in.ds.n) throw py::value_error("prev_labels has the wrong length");
+    py::array_t<int32_t> labels(in.ds.n);
+    py::array_t<double> d2(in.ds.n);
+    int32_t* lp = labels.mutable_data();
+    double* dp = d2.mutable_data();
+    const int32_t* pp = prev ? prev->data() : nullptr;
+    RunContext ctx = make_ctx(n_threads, chunk);
+    UpdateSums u = run_released([&] { return assign_and_sum(in.ds, model, lp, dp, pp, ctx); });
+    const int64_t M = model.M();
+    py::array_t<double> sums({u.K, u.D});
+    std::copy(u.sums.begin(), u.sums.end(), sums.mutable_data());
+    py::array_t<int64_t> counts({u.K, M}), sizes(u.K);
+    std::copy(u.counts.begin(), u.counts.end(), counts.mutable_data());
+    std::copy(u.sizes.begin(), u.sizes.end(), sizes.mutable_data());
+    py::dict out;
+    out["labels"] = labels;
+    out["min_d2"] = d2;
+    out["sums"] = sums;
+    out["counts"] = counts;
+    out["sizes"] = sizes;
+    out["inertia"] = u.inertia;
+    out["n_unassigned"] = u.n_unassigned;
+    out["n_changed"] = u.n_changed;
+    return out;
+  }, "Assignment plus the float64 sums of the next centre update (for streaming / distributed fits).");
+
+  mod.def("update_centres", [](std::vector<F64> mu, std::vector<F64> sigma, std::vector<F64> C, U8 H,
+                               F64 sums, py::array_t<int64_t, py::array::c_style | py::array::forcecast> counts,
+                               py::array_t<int64_t, py::array::c_style | py::array::forcecast> sizes) {
+    Normalizer norm = make_norm(mu, sigma);
+    Centres old = make_centres(C, H, norm);
+    UpdateSums u;
+    u.K = old.K;
+    u.D = sums.ndim() == 2 ? sums.shape(1) : -1;
+    if (sums.ndim() != 2 || sums.shape(0) != u.K || counts.size() != u.K * norm.M() || sizes.size() != u.K)
+      throw py::value_error("sums must be K x D, counts K x M, sizes K");
+    u.sums.assign(sums.data(), sums.data() + sums.size());
+    u.counts.assign(counts.data(), counts.data() + counts.size());
+    u.sizes.assign(sizes.data(), sizes.data() + sizes.size());
+    return centres_dict(centres_from_sums(u, old, norm), norm.d);
+  }, "Centres of a Lloyd update from summed assign_and_sum results (section 4 rules).");
+
   mod.def("complete", [](const Model& model, std::vector<py::array> Xs, U8 present, std::vector<py::array> outs,
                          const std::string& mode, double temperature_scale, double temperature,
                          int n_threads, int64_t chunk) {

@@ -131,6 +131,26 @@ class Model {
 void assign(const Dataset& ds, const Model& model, int32_t* labels, double* min_d2,
             const RunContext& ctx);
 
+/// Float64 sums of one Lloyd update over a block of rows (for streaming and distributed
+/// fits: sums of blocks added in a fixed order give the same update as one pass).
+struct UpdateSums {
+  int64_t K = 0, D = 0;
+  std::vector<double> sums;     ///< K x D: per centre, sums of the raw rows of members having m
+  std::vector<int64_t> counts;  ///< K x M: members having m
+  std::vector<int64_t> sizes;   ///< K: members
+  double inertia = 0.0;
+  int64_t n_unassigned = 0;
+  int64_t n_changed = 0;        ///< vs prev_labels, when given
+};
+
+/// Assignment of ds (labels / min_d2 optional) plus the update sums of its rows.
+UpdateSums assign_and_sum(const Dataset& ds, const Model& model, int32_t* labels, double* min_d2,
+                          const int32_t* prev_labels, const RunContext& ctx);
+
+/// Centres of the update (section 4) from summed UpdateSums; `old` supplies the centres of
+/// clusters with no member.
+Centres centres_from_sums(const UpdateSums& s, const Centres& old, const Normalizer& norm);
+
 struct KMeansParams {
   int64_t n_clusters = 8;   ///< K
   int max_iter = 300;       ///< Lloyd iterations at most
