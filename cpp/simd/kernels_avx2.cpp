@@ -30,28 +30,31 @@ inline double hsum_pd(__m256d v) {
   return _mm_cvtsd_f64(s);
 }
 
-// Sum of squares of 8 floats into two double accumulators.
-inline void sq_acc(__m256 z, __m256d& s0, __m256d& s1) {
-  const __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(z));
-  const __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(z, 1));
-  s0 = _mm256_fmadd_pd(lo, lo, s0);
-  s1 = _mm256_fmadd_pd(hi, hi, s1);
-}
-
 }  // namespace
 #include "kernels-inl.hpp"
 namespace {
 
 double normalize_f32(const float* x, int64_t d, const float* mu, const float* is, float* z, int64_t dp) {
-  __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+  // ||z||^2 in float32 lanes (the dot products it is combined with are float32 too).
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
   int64_t k = 0;
+  for (; k + 16 <= d; k += 16) {
+    const __m256 v0 = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(mu + k)),
+                                    _mm256_loadu_ps(is + k));
+    const __m256 v1 = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + k + 8), _mm256_loadu_ps(mu + k + 8)),
+                                    _mm256_loadu_ps(is + k + 8));
+    _mm256_storeu_ps(z + k, v0);
+    _mm256_storeu_ps(z + k + 8, v1);
+    s0 = _mm256_fmadd_ps(v0, v0, s0);
+    s1 = _mm256_fmadd_ps(v1, v1, s1);
+  }
   for (; k + 8 <= d; k += 8) {
     const __m256 v = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + k), _mm256_loadu_ps(mu + k)),
                                    _mm256_loadu_ps(is + k));
     _mm256_storeu_ps(z + k, v);
-    sq_acc(v, s0, s1);
+    s0 = _mm256_fmadd_ps(v, v, s0);
   }
-  double ss = hsum_pd(_mm256_add_pd(s0, s1));
+  double ss = static_cast<double>(T::hsum(_mm256_add_ps(s0, s1)));
   for (; k < d; ++k) {
     const float v = (x[k] - mu[k]) * is[k];
     z[k] = v;

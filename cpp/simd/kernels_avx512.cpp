@@ -40,18 +40,16 @@ inline double hsum_pd(__m512d v) {
 namespace {
 
 double normalize_f32(const float* x, int64_t d, const float* mu, const float* is, float* z, int64_t dp) {
-  __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+  // ||z||^2 in float32 lanes (the dot products it is combined with are float32 too).
+  __m512 s0 = _mm512_setzero_ps();
   int64_t k = 0;
   for (; k + 16 <= d; k += 16) {
     const __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(x + k), _mm512_loadu_ps(mu + k)),
                                    _mm512_loadu_ps(is + k));
     _mm512_storeu_ps(z + k, v);
-    const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-    const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    s0 = _mm512_fmadd_pd(lo, lo, s0);
-    s1 = _mm512_fmadd_pd(hi, hi, s1);
+    s0 = _mm512_fmadd_ps(v, v, s0);
   }
-  double ss = hsum_pd(_mm512_add_pd(s0, s1));
+  double ss = static_cast<double>(T::hsum(s0));
   for (; k < d; ++k) {
     const float v = (x[k] - mu[k]) * is[k];
     z[k] = v;
