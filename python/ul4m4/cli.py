@@ -295,6 +295,10 @@ def cmd_demo(args) -> int:
             "mask": "ul4m4.masking.missing_rate_mask(n, 6, rate, seed=seed), one mask for all rows",
             "rates": rates, "seeds": list(range(seeds)), "n_clusters": k, "imputers": imputers,
             "n_threads": args.threads, "n_jobs": args.jobs,
+            "parallel": "(seed, rate) runs spread over worker processes (joblib/loky; --jobs, default: the CPUs "
+                        "available); with several workers each run uses 1 ul4m4 thread unless --threads; "
+                        "scikit-learn's BLAS runs single-threaded",
+            "command": "ul4m4 " + " ".join(args.argv),
             "metrics": {m: lab for m, (lab, _, _) in METRICS.items()},
             "definitions": "see the docstring of ul4m4.evaluation",
             "std": "sample standard deviation over seeds (ddof=1)",
@@ -644,6 +648,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parser.parse_args(raw)
     except SystemExit as exc:  # --help, --version, usage errors
         return int(exc.code) if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    args.argv = raw
     if getattr(args, "threads", None) is not None and args.threads < 1:
         print(f"{PROG}: error: --threads must be >= 1", file=sys.stderr)
         return 2

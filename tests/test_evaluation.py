@@ -1,0 +1,87 @@
+"""ul4m4.evaluation: the protocol behind ``ul4m4 demo`` and the quality targets."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from ul4m4.evaluation import IMPUTERS, METRICS, _errors, format_table, run_protocol  # noqa: E402
+
+
+def _toy(n=240, seed=0):
+    """Three views driven by a shared class signal, so that completion has something to find."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(4), n // 4)
+    proto = rng.normal(size=(4, 3, 6)) * 2.0
+    views = [proto[y, m] + rng.normal(size=(n, 6)) + 10.0 * m for m in range(3)]
+    return views, y
+
+
+def test_rows_structure():
+    views, y = _toy()
+    rows = run_protocol(rates=(0.3, 0.5), seeds=2, n_clusters=8, data=(views, y), n_jobs=1)
+    assert len(rows) == len(IMPUTERS) * 2 * len(METRICS)
+    keys = {(r["imputer"], r["rate"], r["metric"]) for r in rows}
+    assert len(keys) == len(rows)
+    for r in rows:
+        assert set(r) >= {"imputer", "label", "rate", "metric", "mean", "std", "n", "values"}
+        assert len(r["values"]) == 2
+        if r["imputer"] == "complete" and r["metric"] != "f1_micro":
+            assert r["mean"] is None and r["n"] == 0
+        else:
+            assert r["n"] == 2 and math.isclose(r["mean"], np.mean(r["values"]))
+            assert math.isclose(r["std"], np.std(r["values"], ddof=1), abs_tol=1e-12)
+    get = {(r["imputer"], r["rate"], r["metric"]): r for r in rows}
+    # the ceiling does not depend on the rate
+    assert get["complete", 0.3, "f1_micro"]["values"] == get["complete", 0.5, "f1_micro"]["values"]
+    # mean-fill's normalised error is about 1 by construction; zero-fill in raw space is far worse
+    assert 0.8 < get["mean", 0.5, "rmse"]["mean"] < 1.2
+    assert get["zero", 0.5, "rmse"]["mean"] > 2
+    # on clustered data, ul4m4 reconstructs better than mean-fill
+    assert get["ul4m4_soft16", 0.5, "rmse"]["mean"] < get["mean", 0.5, "rmse"]["mean"]
+    # the three ul4m4 modes share one fit
+    fits = {get[k, 0.3, "fit_s"]["mean"] for k in ("ul4m4_greedy", "ul4m4_soft", "ul4m4_soft16")}
+    assert len(fits) == 1
+    text = format_table(rows)
+    for label in IMPUTERS.values():
+        assert label in text
+    assert "missing 0.3" in text and "±" in text
+
+
+def test_parallel_equals_serial():
+    views, y = _toy()
+    kw = dict(rates=(0.5,), seeds=2, n_clusters=6, data=(views, y), imputers=("ul4m4_soft", "mean", "knn"),
+              n_threads=1)
+    a = run_protocol(n_jobs=1, **kw)
+    b = run_protocol(n_jobs=2, **kw)
+    for ra, rb in zip(a, b):
+        assert (ra["imputer"], ra["rate"], ra["metric"]) == (rb["imputer"], rb["rate"], rb["metric"])
+        if ra["metric"] in ("f1_micro", "rmse", "rmse_slot"):
+            assert ra["values"] == rb["values"]
+
+
+def test_error_definitions():
+    """rmse: per element over all imputed test slots; rmse_slot: every slot weighs the same."""
+    true = [np.zeros((2, 1)), np.zeros((2, 3))]
+    filled = [np.array([[2.0], [0.0]]), np.array([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])]
+    miss = np.array([[True, True], [False, False]])
+    sd = [np.ones(1), np.ones(3)]
+    rmse, rmse_slot = _errors(filled, true, miss, None, sd)
+    assert math.isclose(rmse, math.sqrt((4 + 3) / 4))        # 4 elements: 1 + 3
+    assert math.isclose(rmse_slot, math.sqrt((4 + 1) / 2))   # 2 slots: 4/1 and 3/3
+    # the scale is the training standard deviation
+    rmse2, _ = _errors(filled, true, miss, None, [np.full(1, 2.0), np.full(3, 2.0)])
+    assert math.isclose(rmse2, rmse / 2)
+
+
+def test_bad_arguments():
+    views, y = _toy()
+    with pytest.raises(ValueError, match="unknown imputer"):
+        run_protocol(imputers=("bogus",), data=(views, y))
+    with pytest.raises(ValueError, match="missing rate"):
+        run_protocol(rates=(0.9,), data=(views, y))
+    with pytest.raises(ValueError, match="seed"):
+        run_protocol(seeds=0, data=(views, y))
