@@ -13,12 +13,12 @@ Accumulator::Accumulator(int64_t n, int64_t chunk, int64_t K, const std::vector<
   off.assign(M + 1, 0);
   for (int m = 0; m < M; ++m) off[m + 1] = off[m] + d[m];
   D = off[M];
-  // Block count: from the data's shape only (never the thread count), at most 32, and
-  // at most ~64 MiB of float64 sums in all.
+  // Block count: from the data's shape only (never the thread count): at most 32, at
+  // least 4 chunks of rows per block, and at most ~64 MiB of float64 sums in all.
   const int64_t per_block = std::max<int64_t>(1, K * D * 8);
   const int64_t by_mem = std::max<int64_t>(1, (int64_t{64} << 20) / per_block);
-  const int64_t chunks = std::max<int64_t>(1, (n + chunk - 1) / chunk);
-  n_blocks = std::max<int64_t>(1, std::min<int64_t>({32, by_mem, chunks}));
+  const int64_t by_rows = std::max<int64_t>(1, (n + 4 * chunk - 1) / (4 * chunk));
+  n_blocks = std::max<int64_t>(1, std::min<int64_t>({32, by_mem, by_rows}));
   sums.assign(n_blocks * K * D, 0.0);
   counts.assign(n_blocks * K * M, 0);
   sizes.assign(n_blocks * K, 0);

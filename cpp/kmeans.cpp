@@ -111,31 +111,31 @@ Centres update_from(const Centres& old, const Normalizer& norm, const std::vecto
   return c;
 }
 
-Centres update_centres(const Accumulator& acc, const Centres& old, const Normalizer& norm) {
+// Folds every block's sums into block 0 (in block order, so the result does not depend on
+// the thread count), in parallel over centres, then applies the update rules.
+Centres update_centres(Accumulator& acc, const Centres& old, const Normalizer& norm, const RunContext& ctx) {
   const int M = acc.M;
-  const int64_t K = acc.K;
-  std::vector<double> s(acc.D);
+  const int64_t K = acc.K, D = acc.D;
+  parallel_tasks(K, ctx, [&](int64_t j, int) {
+    double* dst = acc.sums.data() + j * D;
+    bool valid = acc.sizes[j] > 0;  // block 0's row is zeroed only when touched
+    for (int64_t b = 1; b < acc.n_blocks; ++b) {
+      const int64_t n = acc.sizes[b * K + j];
+      if (n == 0) continue;
+      const double* src = acc.sums.data() + (b * K + j) * D;
+      if (valid) {
+        for (int64_t k = 0; k < D; ++k) dst[k] += src[k];
+      } else {
+        std::copy(src, src + D, dst);
+        valid = true;
+      }
+      acc.sizes[j] += n;
+      for (int m = 0; m < M; ++m) acc.counts[j * M + m] += acc.counts[(b * K + j) * M + m];
+    }
+  });
   return update_from(
-      old, norm, acc.off,
-      [&](int64_t j) {
-        std::fill(s.begin(), s.end(), 0.0);
-        for (int64_t b = 0; b < acc.n_blocks; ++b) {
-          if (acc.sizes[b * K + j] == 0) continue;  // untouched this pass: sums not valid
-          const double* src = acc.sums.data() + (b * K + j) * acc.D;
-          for (int64_t k = 0; k < acc.D; ++k) s[k] += src[k];
-        }
-        return s.data();
-      },
-      [&](int64_t j, int m) {
-        int64_t cnt = 0;
-        for (int64_t b = 0; b < acc.n_blocks; ++b) cnt += acc.counts[(b * K + j) * M + m];
-        return cnt;
-      },
-      [&](int64_t j) {
-        int64_t n = 0;
-        for (int64_t b = 0; b < acc.n_blocks; ++b) n += acc.sizes[b * K + j];
-        return n;
-      });
+      old, norm, acc.off, [&](int64_t j) { return acc.sums.data() + j * D; },
+      [&](int64_t j, int m) { return acc.counts[j * M + m]; }, [&](int64_t j) { return acc.sizes[j]; });
 }
 
 KMeansResult lloyd(const Dataset& ds, const Normalizer& norm, Centres init, const KMeansParams& p,
@@ -150,7 +150,7 @@ KMeansResult lloyd(const Dataset& ds, const Normalizer& norm, Centres init, cons
   r.n_iter = 0;
   while (r.n_iter < p.max_iter) {
     const auto t0 = clock::now();
-    Centres c = update_centres(acc, model->centres(), norm);
+    Centres c = update_centres(acc, model->centres(), norm, ctx);
     ++r.n_iter;
     double shift = 0.0;
     for (int64_t j = 0; j < c.K; ++j) shift = std::max(shift, centre_shift(model->centres(), c, j, norm.d));
