@@ -47,9 +47,15 @@ void fill_mean(const MutableMatrixView& o, const Normalizer& norm, int64_t i, in
 // Median as numpy's: mean of the two middle values for an even count.
 double median(std::vector<double>& v) {
   const size_t n = v.size();
-  std::sort(v.begin(), v.end());
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+  std::nth_element(v.begin(), v.begin() + n / 2, v.end());
+  const double hi = v[n / 2];
+  if (n % 2) return hi;
+  return 0.5 * (*std::max_element(v.begin(), v.begin() + n / 2) + hi);
 }
+
+// Soft weights below this fraction of the largest are skipped: their total contribution
+// (< K x 1e-9 relative) is far below the float32 output's precision.
+constexpr double kSoftSkip = 1e-9;
 
 }  // namespace
 
@@ -58,7 +64,7 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
               const RunContext& ctx) {
   const int M = ds.M();
   const int64_t K = model.K();
-  const int64_t kp = model.kp();
+  const KernelTable& kern = kernels();
   const int64_t n = ds.n;
   const Normalizer& norm = model.norm();
   const std::vector<double>& f = model.f();
@@ -77,10 +83,8 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
     std::vector<uint8_t> select;
     std::vector<double> E, score, da2, med;
     std::vector<int> nA;
-    std::vector<float> W;        // soft: per modality, chunk x kp weights
-    std::vector<int64_t> wrows;  // soft: per modality, chunk rows having weights
-    std::vector<int64_t> wcount;
-    std::vector<float> zout;     // soft: chunk x dp_max
+    std::vector<double> ex, ex2;  // soft: K unnormalised weights
+    std::vector<float> zrow, wf;  // soft: dp_max output row, K float weights
     std::vector<int64_t> pending;  // greedy: rows to score
     std::vector<int64_t> carriers;       // greedy: centres carrying a missing modality
     std::vector<double> Ftab, Dtab;      // greedy: per carrier, K values (see below)
@@ -99,7 +103,6 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
     auto& rows = L.pending;
     std::stable_sort(rows.begin(), rows.end(),
                      [&](int64_t x, int64_t y) { return row_mask(ds, x) < row_mask(ds, y); });
-    const KernelTable& kern = kernels();
     size_t g0 = 0;
     while (g0 < rows.size()) {
       const uint64_t a = row_mask(ds, rows[g0]);
@@ -174,10 +177,10 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
         L.Dtab.resize(K * K);
       }
       if (soft) {
-        L.W.assign(static_cast<size_t>(M) * chunk * kp, 0.f);
-        L.wrows.resize(static_cast<size_t>(M) * chunk);
-        L.wcount.resize(M);
-        L.zout.resize(chunk * dpm);
+        L.ex.resize(K);
+        L.ex2.resize(K);
+        L.zrow.resize(dpm);
+        L.wf.resize(K);
       }
     }
     const int64_t r0 = ch * chunk, r1 = std::min(n, r0 + chunk);
@@ -188,7 +191,6 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
       any |= L.select[i - r0] != 0;
     }
     if (any) e_table(ds, norm, C, r0, r1, L.select.data(), L.s);
-    if (soft) std::fill(L.wcount.begin(), L.wcount.end(), 0);
     L.pending.clear();
 
     for (int64_t i = r0; i < r1; ++i) {
@@ -239,53 +241,52 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
       }
       double T = p.temperature > 0.0 ? p.temperature
                                      : std::max(1e-12, p.temperature_scale * median(L.med));
+      double lo = kInf;
+      for (int64_t j = 0; j < K; ++j) lo = std::min(lo, L.da2[j]);
+      for (int64_t j = 0; j < K; ++j) L.ex[j] = L.nA[j] ? std::exp(-(L.da2[j] - lo) / T) : 0.0;
       for_bits(miss, [&](int m) {
-        double lo = kInf;
+        // w_j = exp(-(D_A^2 - min_J D_A^2) / T) / sum: the shift by the row's global minimum
+        // instead of J's cancels in the normalisation, unless every carrier underflows.
+        double wsum = 0.0, lo_m = kInf;
         for (int64_t j = 0; j < K; ++j)
-          if ((C.hmask[j] >> m & 1) && L.da2[j] < lo) lo = L.da2[j];
-        if (lo == kInf) {
+          if ((C.hmask[j] >> m & 1) && L.nA[j]) {
+            wsum += L.ex[j];
+            lo_m = std::min(lo_m, L.da2[j]);
+          }
+        if (lo_m == kInf) {
           mark_unfilled(m);
           return;
         }
+        const double* ex = L.ex.data();
+        if (!(wsum > 1e-250)) {  // rare: recompute shifted by J's own minimum
+          for (int64_t j = 0; j < K; ++j) L.ex2[j] = L.nA[j] ? std::exp(-(L.da2[j] - lo_m) / T) : 0.0;
+          ex = L.ex2.data();
+          wsum = 0.0;
+          for (int64_t j = 0; j < K; ++j)
+            if ((C.hmask[j] >> m & 1) && L.nA[j]) wsum += ex[j];
+        }
         imputed[i * M + m] = 1;
-        double wsum = 0.0;
+        const int64_t dp = norm.dp[m], d = norm.d[m];
+        float* z = L.zrow.data();
+        float* w = L.wf.data();
+        const double cut = kSoftSkip * wsum;
         for (int64_t j = 0; j < K; ++j)
-          if ((C.hmask[j] >> m & 1) && L.da2[j] < kInf) wsum += std::exp(-(L.da2[j] - lo) / T);
-        const int64_t q = L.wcount[m]++;
-        float* w = L.W.data() + (static_cast<int64_t>(m) * chunk + q) * kp;
-        std::fill(w, w + kp, 0.f);
-        for (int64_t j = 0; j < K; ++j)
-          if ((C.hmask[j] >> m & 1) && L.da2[j] < kInf)
-            w[j] = static_cast<float>(std::exp(-(L.da2[j] - lo) / T) / wsum);
-        L.wrows[static_cast<int64_t>(m) * chunk + q] = i;
-      });
-    }
-    if (!soft) {
-      greedy_rows(L, r0);
-      return;
-    }
-    // Soft fills of the chunk, one modality at a time: Z = W (rows x Kp) . C_m (Kp x d) in
-    // z-space (raw-space centres would lose float32 digits when |mu| >> sigma).
-    for (int m = 0; m < M; ++m) {
-      const int64_t nq = L.wcount[m];
-      if (!nq) continue;
-      const int64_t d = norm.d[m];
-      kernels().dot_block(L.W.data() + static_cast<int64_t>(m) * chunk * kp, nq, kp,
-                          model.ct(m).data(), d, kp, kp, L.zout.data(), d);
-      for (int64_t q = 0; q < nq; ++q) {
-        const int64_t i = L.wrows[static_cast<int64_t>(m) * chunk + q];
-        const float* z = L.zout.data() + q * d;
+          w[j] = (C.hmask[j] >> m & 1) && L.nA[j] && ex[j] >= cut ? static_cast<float>(ex[j] / wsum) : 0.f;
+        kern.wsum_rows(w, K, model.zf(m).data(), dp, dp, z);
         const double* sg = norm.sigma[m].data();
         const double* mu = norm.mu[m].data();
         if (out[m].dtype == DType::F32) {
           float* o = static_cast<float*>(out[m].data) + i * out[m].row_stride;
-          for (int64_t k = 0; k < d; ++k) o[k] = static_cast<float>(static_cast<double>(z[k]) * sg[k] + mu[k]);
+          const float* sgf = norm.sigma_f[m].data();
+          const float* muf = norm.mu_f[m].data();
+          for (int64_t k = 0; k < d; ++k) o[k] = z[k] * sgf[k] + muf[k];
         } else {
           double* o = static_cast<double*>(out[m].data) + i * out[m].row_stride;
           for (int64_t k = 0; k < d; ++k) o[k] = static_cast<double>(z[k]) * sg[k] + mu[k];
         }
-      }
+      });
     }
+    if (!soft) greedy_rows(L, r0);
   });
 }
 

@@ -1,5 +1,5 @@
 // The fitted model and the tables derived from it once (padded float centres, their
-// norms, the transposed centres used by soft completion, and the K x K x M table f).
+// norms, raw-space centres, and the K x K x M table f).
 #include "detail.hpp"
 
 namespace ul4m4 {
@@ -12,9 +12,7 @@ Model::Model(Normalizer norm, Centres centres, bool completion_tables)
   const int64_t K = c_.K;
   if (static_cast<int>(c_.z.size()) != M || static_cast<int64_t>(c_.H.size()) != K * M)
     throw std::invalid_argument("centres do not match the normaliser's modalities");
-  kp_ = padded(std::max<int64_t>(K, 1));
   zf_.assign(M, {});
-  ct_.assign(M, {});
   cnorm_.assign(M, {});
   if (completion_tables) {
     raw_.assign(M, {});
@@ -31,7 +29,6 @@ Model::Model(Normalizer norm, Centres centres, bool completion_tables)
     zf_[m].assign(K * dp, 0.f);
     cnorm_[m].assign(K, 0.0);
     if (completion_tables) {
-      ct_[m].assign(d * kp_, 0.f);
       raw_[m].assign(K * d, 0.0);
       raw_f_[m].assign(K * d, 0.f);
     }
@@ -46,7 +43,6 @@ Model::Model(Normalizer norm, Centres centres, bool completion_tables)
         const double x = c_.z[m][j * d + k] * norm_.sigma[m][k] + norm_.mu[m][k];  // section 6
         raw_[m][j * d + k] = x;
         raw_f_[m][j * d + k] = static_cast<float>(x);
-        ct_[m][k * kp_ + j] = v;
       }
       cnorm_[m][j] = nn;
     }

@@ -11,15 +11,18 @@ void Normalizer::finalize() {
   dp.assign(M, 0);
   inv_sigma.assign(M, {});
   mu_f.assign(M, {});
+  sigma_f.assign(M, {});
   inv_sigma_f.assign(M, {});
   for (int m = 0; m < M; ++m) {
     dp[m] = padded(d[m]);
     inv_sigma[m].resize(d[m]);
     mu_f[m].resize(d[m]);
+    sigma_f[m].resize(d[m]);
     inv_sigma_f[m].resize(d[m]);
     for (int64_t k = 0; k < d[m]; ++k) {
       inv_sigma[m][k] = 1.0 / sigma[m][k];
       mu_f[m][k] = static_cast<float>(mu[m][k]);
+      sigma_f[m][k] = static_cast<float>(sigma[m][k]);
       inv_sigma_f[m][k] = static_cast<float>(inv_sigma[m][k]);
     }
   }

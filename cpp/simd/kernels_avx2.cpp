@@ -120,8 +120,35 @@ double min_ratio(const double* E, const double* F, const double* den, int64_t K)
   return best;
 }
 
+void wsum_rows(const float* w, int64_t K, const float* X, int64_t ldx, int64_t dp, float* y) {
+  // 32 outputs stay in registers while every centre row streams past.
+  int64_t k = 0;
+  for (; k + 32 <= dp; k += 32) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t j = 0; j < K; ++j) {
+      if (w[j] == 0.f) continue;
+      const __m256 vw = _mm256_set1_ps(w[j]);
+      const float* x = X + j * ldx + k;
+      a0 = _mm256_fmadd_ps(vw, _mm256_loadu_ps(x), a0);
+      a1 = _mm256_fmadd_ps(vw, _mm256_loadu_ps(x + 8), a1);
+      a2 = _mm256_fmadd_ps(vw, _mm256_loadu_ps(x + 16), a2);
+      a3 = _mm256_fmadd_ps(vw, _mm256_loadu_ps(x + 24), a3);
+    }
+    _mm256_storeu_ps(y + k, a0);
+    _mm256_storeu_ps(y + k + 8, a1);
+    _mm256_storeu_ps(y + k + 16, a2);
+    _mm256_storeu_ps(y + k + 24, a3);
+  }
+  for (; k < dp; k += 8) {
+    __m256 a0 = _mm256_setzero_ps();
+    for (int64_t j = 0; j < K; ++j)
+      if (w[j] != 0.f) a0 = _mm256_fmadd_ps(_mm256_set1_ps(w[j]), _mm256_loadu_ps(X + j * ldx + k), a0);
+    _mm256_storeu_ps(y + k, a0);
+  }
+}
+
 }  // namespace
 
 const KernelTable kKernelsAVX2 = {SimdLevel::AVX2, "avx2", dot_block, normalize_f32,
-                                  normalize_f64, accum_f32, accum_f64, min_ratio};
+                                  normalize_f64, accum_f32, accum_f64, min_ratio, wsum_rows};
 }  // namespace ul4m4

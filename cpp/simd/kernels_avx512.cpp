@@ -109,8 +109,34 @@ double min_ratio(const double* E, const double* F, const double* den, int64_t K)
   return best;
 }
 
+void wsum_rows(const float* w, int64_t K, const float* X, int64_t ldx, int64_t dp, float* y) {
+  int64_t k = 0;
+  for (; k + 64 <= dp; k += 64) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t j = 0; j < K; ++j) {
+      if (w[j] == 0.f) continue;
+      const __m512 vw = _mm512_set1_ps(w[j]);
+      const float* x = X + j * ldx + k;
+      a0 = _mm512_fmadd_ps(vw, _mm512_loadu_ps(x), a0);
+      a1 = _mm512_fmadd_ps(vw, _mm512_loadu_ps(x + 16), a1);
+      a2 = _mm512_fmadd_ps(vw, _mm512_loadu_ps(x + 32), a2);
+      a3 = _mm512_fmadd_ps(vw, _mm512_loadu_ps(x + 48), a3);
+    }
+    _mm512_storeu_ps(y + k, a0);
+    _mm512_storeu_ps(y + k + 16, a1);
+    _mm512_storeu_ps(y + k + 32, a2);
+    _mm512_storeu_ps(y + k + 48, a3);
+  }
+  for (; k < dp; k += 16) {
+    __m512 a0 = _mm512_setzero_ps();
+    for (int64_t j = 0; j < K; ++j)
+      if (w[j] != 0.f) a0 = _mm512_fmadd_ps(_mm512_set1_ps(w[j]), _mm512_loadu_ps(X + j * ldx + k), a0);
+    _mm512_storeu_ps(y + k, a0);
+  }
+}
+
 }  // namespace
 
 const KernelTable kKernelsAVX512 = {SimdLevel::AVX512, "avx512", dot_block, normalize_f32,
-                                    normalize_f64, accum_f32, accum_f64, min_ratio};
+                                    normalize_f64, accum_f32, accum_f64, min_ratio, wsum_rows};
 }  // namespace ul4m4

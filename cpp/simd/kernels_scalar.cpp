@@ -65,8 +65,18 @@ double min_ratio(const double* E, const double* F, const double* den, int64_t K)
   return best;
 }
 
+void wsum_rows(const float* w, int64_t K, const float* X, int64_t ldx, int64_t dp, float* y) {
+  for (int64_t k = 0; k < dp; ++k) y[k] = 0.f;
+  for (int64_t j = 0; j < K; ++j) {
+    if (w[j] == 0.f) continue;
+    const float a = w[j];
+    const float* x = X + j * ldx;
+    for (int64_t k = 0; k < dp; ++k) y[k] += a * x[k];
+  }
+}
+
 }  // namespace
 
 const KernelTable kKernelsScalar = {SimdLevel::Scalar, "scalar", dot_block, normalize_f32,
-                                    normalize_f64, accum_f32, accum_f64, min_ratio};
+                                    normalize_f64, accum_f32, accum_f64, min_ratio, wsum_rows};
 }  // namespace ul4m4

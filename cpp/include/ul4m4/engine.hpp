@@ -75,7 +75,7 @@ struct Normalizer {
   // Derived by finalize():
   std::vector<int64_t> dp;                       ///< padded widths
   std::vector<std::vector<double>> inv_sigma;
-  std::vector<std::vector<float>> mu_f, inv_sigma_f;
+  std::vector<std::vector<float>> mu_f, sigma_f, inv_sigma_f;
   void finalize();
   int M() const { return static_cast<int>(d.size()); }
 };
@@ -96,7 +96,7 @@ struct Centres {
 /// A fitted model with the tables every pass needs, computed once.
 class Model {
  public:
-  /// completion_tables=false skips f, ct and the raw-space centres (the Lloyd loop builds
+  /// completion_tables=false skips f and the raw-space centres (the Lloyd loop builds
   /// a model per iteration and needs none of them).
   Model(Normalizer norm, Centres centres, bool completion_tables = true);
   bool has_completion_tables() const { return !raw_.empty(); }
@@ -107,22 +107,19 @@ class Model {
   // Derived tables.
   const std::vector<float>& zf(int m) const { return zf_[m]; }        ///< K x dp_m
   const std::vector<double>& cnorm(int m) const { return cnorm_[m]; } ///< K, ||zf||^2
-  const std::vector<float>& ct(int m) const { return ct_[m]; }        ///< d_m x Kp, z-space, transposed
   const std::vector<double>& raw(int m) const { return raw_[m]; }     ///< K x d_m, raw space
   const std::vector<float>& raw_f(int m) const { return raw_f_[m]; }  ///< K x d_m, raw space
   const std::vector<double>& f() const { return f_; }                 ///< K x K x M
   const std::vector<uint64_t>& hmask() const { return hmask_; }       ///< K bitmasks
-  int64_t kp() const { return kp_; }
 
  private:
   Normalizer norm_;
   Centres c_;
-  std::vector<std::vector<float>> zf_, ct_, raw_f_;
+  std::vector<std::vector<float>> zf_, raw_f_;
   std::vector<std::vector<double>> raw_;
   std::vector<std::vector<double>> cnorm_;
   std::vector<double> f_;
   std::vector<uint64_t> hmask_;
-  int64_t kp_ = 0;
 };
 
 /// Assignment (section 4): labels[i] = argmin_j D(z_i, c_j), ties to the lowest j,

@@ -35,6 +35,9 @@ struct KernelTable {
   void (*accum_f64)(const double* x, int64_t d, double* acc);
   /// min over l < K of (E[l] + F[l]) / den[l] (greedy scores; exact, order-free).
   double (*min_ratio)(const double* E, const double* F, const double* den, int64_t K);
+  /// y[k] = sum_{j < K, w[j] != 0} w[j] * X[j*ldx + k] for k < dp (dp a multiple of kPad),
+  /// j in ascending order for every k.
+  void (*wsum_rows)(const float* w, int64_t K, const float* X, int64_t ldx, int64_t dp, float* y);
 };
 
 /// Kernel table in use (chosen from the CPU's features when the library loads).
