@@ -20,7 +20,7 @@ What it does:
    sample of rows (in memory), K = ``--k``. Then a streaming fit of ``--fit-iter`` Lloyd
    iterations on all rows with the sample model's centres as explicit init (its pass rate).
 5. Completion: ``ul4m4.outofcore.transform_to_npy`` on the memory-mapped files in a child
-   process (peak resident memory = the child's ru_maxrss, i.e. VmHWM), plus a run that
+   process (peak resident memory = the child's VmHWM), plus a run that
    discards its output (read + complete only).
    Before each timed pass the page cache is dropped (``echo 3 > /proc/sys/vm/drop_caches``,
    needs root; reported when it fails). Times with writes are given to the end of the
@@ -38,7 +38,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -70,16 +69,16 @@ def gb(x: float) -> str:
 
 
 def run_child(args, extra):
-    """Run this script as a child in a given mode; returns (parsed JSON line, ru_maxrss KiB)."""
+    """Run this script as a child in a given mode; returns (parsed JSON line, peak RSS KiB).
+
+    The peak is the child's own VmHWM read at its end (ru_maxrss of a child is not used: on
+    Linux it starts from the parent's RSS at fork and survives exec)."""
     cmd = [sys.executable, str(HERE), "--child"] + extra
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    out = p.stdout.read()
-    _, status, ru = os.wait4(p.pid, 0)
-    p.stdout.close()
-    p.returncode = os.waitstatus_to_exitcode(status)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
     if p.returncode != 0:
-        raise RuntimeError(f"child {extra[:1]} failed with status {p.returncode}")
-    return json.loads(out.strip().splitlines()[-1]), ru.ru_maxrss
+        raise RuntimeError(f"child {extra[:2]} failed with status {p.returncode}")
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    return r, r["vm_hwm_kib"]
 
 
 def rows_for(gbytes: float) -> int:
@@ -151,7 +150,7 @@ def child_read(d: Path, chunk: int, write_dir: str) -> dict:
     os.sync()
     t2 = time.perf_counter()
     src.close()
-    return dict(seconds=t1 - t0, seconds_with_sync=t2 - t0, bytes=nbytes, rows=src.n)
+    return dict(seconds=t1 - t0, seconds_with_sync=t2 - t0, bytes=nbytes, rows=src.n, vm_hwm_kib=_vm("VmHWM"))
 
 
 def child_impute(d: Path, model: str, chunk: int, out_dir: str, completion: str) -> dict:
@@ -174,6 +173,25 @@ def child_impute(d: Path, model: str, chunk: int, out_dir: str, completion: str)
     os.sync()
     t2 = time.perf_counter()
     return dict(seconds=t1 - t0, seconds_with_sync=t2 - t0, rows=int(Xs[0].shape[0]), n_imputed=int(n_imp),
+                vm_hwm_kib=_vm("VmHWM"))
+
+
+def child_cli(d: Path, model: str, chunk: int, out_dir: str, completion: str) -> dict:
+    """The current ``ul4m4 impute`` command, for comparison."""
+    from ul4m4 import cli
+
+    argv = ["impute", "--model", model, "--out-dir", out_dir, "--chunk-rows", str(chunk), "--no-progress", "-q",
+            "--completion", completion, "--mask", str(d / "mask.npy")]
+    for nm in NAMES:
+        argv += ["--modality", str(d / f"{nm}.npy")]
+    t0 = time.perf_counter()
+    rc = cli.main(argv)
+    t1 = time.perf_counter()
+    if rc != 0:
+        raise SystemExit(rc)
+    os.sync()
+    t2 = time.perf_counter()
+    return dict(seconds=t1 - t0, seconds_with_sync=t2 - t0, rows=int(np.load(d / "mask.npy", mmap_mode="r").shape[0]),
                 vm_hwm_kib=_vm("VmHWM"))
 
 
@@ -220,7 +238,11 @@ def _load_rows(path: str, r0: int, r1: int) -> np.ndarray:
         r.close()
 
 
-def bench_dask(d: Path, rows: int, k: int, max_iter: int, block_rows: int) -> dict:
+def _load_block(d: str, r0: int, r1: int):
+    return [_load_rows(str(Path(d) / f"{nm}.npy"), r0, r1) for nm in NAMES]
+
+
+def bench_dask(d: Path, rows: int, k: int, max_iter: int, block_rows: int, repeat: int = 2) -> dict:
     import dask
     import dask.array as da
     import distributed
@@ -237,13 +259,14 @@ def bench_dask(d: Path, rows: int, k: int, max_iter: int, block_rows: int) -> di
     res = {"rows": rows, "bytes": int(sum(X.nbytes for X in Xs)), "K": k, "max_iter": max_iter,
            "block_rows": block_rows}
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t0 = time.perf_counter()
-        ref = ul4m4.UL4M4Imputer(k, init=init, max_iter=max_iter, tol=1e-4).fit(Xs, mask=P)
-        res["single_seconds"] = time.perf_counter() - t0
-    res["single_n_iter"] = ref.n_iter_
-    res["single_threads"] = ul4m4._imputer.effective_n_threads(None)
+    def single():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            t0 = time.perf_counter()
+            ref = ul4m4.UL4M4Imputer(k, init=init, max_iter=max_iter, tol=0.0).fit(Xs, mask=P)
+            return time.perf_counter() - t0, ref
+
+    single_times = []
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -251,23 +274,37 @@ def bench_dask(d: Path, rows: int, k: int, max_iter: int, block_rows: int) -> di
                                            dashboard_address=None, silence_logs=40)
         client = distributed.Client(cluster)
     try:
+        # every worker reads its row blocks from the files, all modalities of a block in one task
         t0 = time.perf_counter()
-        dXs = []
-        for nm, dm in zip(NAMES, DIMS):
-            blocks = [da.from_delayed(dask.delayed(_load_rows)(str(d / f"{nm}.npy"), r0, min(rows, r0 + block_rows)),
-                                      shape=(min(rows, r0 + block_rows) - r0, dm), dtype=np.float32)
-                      for r0 in range(0, rows, block_rows)]
-            dXs.append(da.concatenate(blocks))
+        starts = list(range(0, rows, block_rows))
+        loads = [dask.delayed(_load_block, nout=3)(str(d), r0, min(rows, r0 + block_rows)) for r0 in starts]
+        dXs = [da.concatenate([da.from_delayed(ld[m], shape=(min(rows, r0 + block_rows) - r0, dm), dtype=np.float32)
+                               for ld, r0 in zip(loads, starts)]) for m, dm in enumerate(DIMS)]
         dP = da.from_array(P, chunks=(block_rows, 3))
         dXs = client.persist(dXs)
         dP = client.persist(dP)
         distributed.wait(dXs + [dP])
         res["dask_load_seconds"] = time.perf_counter() - t0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            t0 = time.perf_counter()
-            got = udask.fit(ul4m4.UL4M4Imputer(k, max_iter=max_iter, tol=1e-4), dXs, dP, init=init, client=client)
-            res["dask_seconds"] = time.perf_counter() - t0
+        dask_times, single_iters, dask_iters = [], [], []
+        for _ in range(repeat):  # alternate: the machine is shared, timings drift
+            t, ref = single()
+            single_times.append(t)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t0 = time.perf_counter()
+                got = udask.fit(ul4m4.UL4M4Imputer(k, max_iter=max_iter, tol=0.0), dXs, dP, init=init,
+                                client=client)
+                dask_times.append(time.perf_counter() - t0)
+            single_iters.append(float(np.median([h["seconds"] for h in ref.history_])))
+            dask_iters.append(float(np.median([h["seconds"] for h in got.history_])))
+        res["single_seconds_all"] = single_times
+        res["dask_seconds_all"] = dask_times
+        res["single_iteration_median_seconds"] = single_iters
+        res["dask_iteration_median_seconds"] = dask_iters
+        res["single_seconds"] = min(single_times)
+        res["dask_seconds"] = min(dask_times)
+        res["single_n_iter"] = ref.n_iter_
+        res["single_threads"] = ul4m4._imputer.effective_n_threads(None)
         res["dask_n_iter"] = got.n_iter_
         res["labels_equal"] = bool(np.array_equal(got.labels_, ref.labels_))
         rel = 0.0
@@ -291,6 +328,21 @@ def bench_dask(d: Path, rows: int, k: int, max_iter: int, block_rows: int) -> di
     return res
 
 
+def _print_dask(r: dict) -> None:
+    print(f"dask fit, 2 workers: {r['dask_seconds']:7.1f} s vs single process {r['single_seconds']:.1f} s "
+          f"(best of {len(r['dask_seconds_all'])}: dask {', '.join(f'{t:.2f}' for t in r['dask_seconds_all'])}"
+          f"; single {', '.join(f'{t:.2f}' for t in r['single_seconds_all'])}) "
+          f"({r['single_threads']} threads) = {r['dask_over_single']:.2f}x; {r['rows']:,} rows "
+          f"({gb(r['bytes'])}), K={r['K']}, {r['dask_n_iter']}/{r['single_n_iter']} iterations, labels "
+          f"equal: {r['labels_equal']}, centres max rel diff {r['centres_max_rel_diff']:.1e}; "
+          f"load into workers {r['dask_load_seconds']:.1f} s (not counted)", flush=True)
+    print(f"dask transform:      {r['dask_transform_seconds']:7.1f} s vs single process "
+          f"{r['single_transform_seconds']:.1f} s; equal: {r['transform_equal']}", flush=True)
+    print(f"dask iteration:      median {min(r['dask_iteration_median_seconds']):.3f} s vs single process "
+          f"{min(r['single_iteration_median_seconds']):.3f} s = "
+          f"{min(r['dask_iteration_median_seconds']) / min(r['single_iteration_median_seconds']):.2f}x", flush=True)
+
+
 # ---------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -304,6 +356,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dask-rows", type=int, default=200000, help="rows of the Dask comparison")
     ap.add_argument("--dask-iter", type=int, default=10, help="max_iter of the Dask comparison")
     ap.add_argument("--skip-dask", action="store_true")
+    ap.add_argument("--dask-only", action="store_true", help="only the Dask comparison (a dataset of --dask-rows rows)")
+    ap.add_argument("--dask-repeat", type=int, default=3, help="repetitions of the Dask comparison (best is reported)")
+    ap.add_argument("--cli", action="store_true", help="also time the installed 'ul4m4 impute' command")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
     ap.add_argument("--json", default=None, help="write the results to this JSON file")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -321,6 +376,8 @@ def main(argv=None) -> int:
             r = child_read(d, args.chunk, args.out)
         elif args.mode == "impute":
             r = child_impute(d, args.model, args.chunk, args.out, args.completion)
+        elif args.mode == "cli":
+            r = child_cli(d, args.model, args.chunk, args.out, args.completion)
         elif args.mode == "fit":
             r = child_fit(d, args.model, args.model_out, args.chunk, args.fit_iter)
         else:
@@ -331,7 +388,7 @@ def main(argv=None) -> int:
     import ul4m4
     from ul4m4.outofcore import fit_streaming
 
-    n = rows_for(args.gb)
+    n = rows_for(args.gb) if not args.dask_only else args.dask_rows
     row_bytes = sum(DIMS) * 4
     chunk = max(1, int(args.chunk_mb * (1 << 20)) // row_bytes)
     total = n * row_bytes
@@ -366,6 +423,15 @@ def main(argv=None) -> int:
         results["dataset"]["generate_seconds"] = time.perf_counter() - t0
         print(f"generated in {time.perf_counter() - t0:.1f} s", flush=True)
 
+        if args.dask_only:
+            r = bench_dask(data, args.dask_rows, args.k, args.dask_iter, block_rows=max(1, args.dask_rows // 8),
+                           repeat=args.dask_repeat)
+            results["dask"] = r
+            _print_dask(r)
+            if args.json:
+                Path(args.json).write_text(json.dumps(results, indent=1))
+                print(f"wrote {args.json}")
+            return 0
         dropped = drop_caches()
         results["page_cache_dropped"] = dropped
         if not dropped:
@@ -383,7 +449,7 @@ def main(argv=None) -> int:
         results["raw_read"] = dict(r, mb_per_s=r["bytes"] / r["seconds"] / 1e6, rows_per_s=read_rate,
                                    max_rss_kib=rss)
         print(f"raw read:            {r['seconds']:7.1f} s  {r['bytes'] / r['seconds'] / 1e6:7.0f} MB/s  "
-              f"{read_rate:9,.0f} rows/s", flush=True)
+              f"{read_rate:9,.0f} rows/s; peak RSS {rss / 1024:.0f} MiB", flush=True)
 
         # 3. read + write (copy) floor
         copy_dir = base / "copy"
@@ -394,8 +460,8 @@ def main(argv=None) -> int:
         results["read_write_copy"] = dict(r, rows_per_s=r["rows"] / r["seconds"],
                                           rows_per_s_with_sync=r["rows"] / r["seconds_with_sync"], max_rss_kib=rss)
         print(f"read + write (copy): {r['seconds']:7.1f} s  {r['rows'] / r['seconds']:9,.0f} rows/s  "
-              f"(with final sync: {r['seconds_with_sync']:.1f} s, {r['rows'] / r['seconds_with_sync']:,.0f} rows/s)",
-              flush=True)
+              f"(with final sync: {r['seconds_with_sync']:.1f} s, {r['rows'] / r['seconds_with_sync']:,.0f} rows/s); "
+              f"peak RSS {rss / 1024:.0f} MiB", flush=True)
 
         # 4. model
         Xs = [np.load(data / f"{nm}.npy", mmap_mode="r") for nm in NAMES]
@@ -449,6 +515,14 @@ def main(argv=None) -> int:
         assert np.array_equal(o[sl][pm[sl, 1]], x[sl][pm[sl, 1]]) and np.isfinite(o[sl]).all()
         del o, x, pm
         shutil.rmtree(out)
+        if args.cli:
+            drop()
+            r, rss = run_child(args, ["--mode", "cli", "--data", str(data), "--model", str(model), "--chunk",
+                                      str(chunk), "--out", str(out), "--completion", args.completion])
+            results["cli_impute"] = dict(r, rows_per_s=r["rows"] / r["seconds"], max_rss_kib=rss)
+            print(f"'ul4m4 impute' now:  {r['seconds']:7.1f} s  {r['rows'] / r['seconds']:9,.0f} rows/s; with final "
+                  f"sync {r['seconds_with_sync']:.1f} s; peak RSS {rss / 1024:.0f} MiB", flush=True)
+            shutil.rmtree(out)
 
         # 6. dask
         if not args.skip_dask:
@@ -457,15 +531,10 @@ def main(argv=None) -> int:
             except ImportError:
                 print("dask comparison skipped: dask/distributed not installed", flush=True)
             else:
-                r = bench_dask(data, args.dask_rows, args.k, args.dask_iter, block_rows=max(1, args.dask_rows // 8))
+                r = bench_dask(data, args.dask_rows, args.k, args.dask_iter, block_rows=max(1, args.dask_rows // 8),
+                               repeat=args.dask_repeat)
                 results["dask"] = r
-                print(f"dask fit, 2 workers: {r['dask_seconds']:7.1f} s vs single process {r['single_seconds']:.1f} s "
-                      f"({r['single_threads']} threads) = {r['dask_over_single']:.2f}x; {r['rows']:,} rows "
-                      f"({gb(r['bytes'])}), K={r['K']}, {r['dask_n_iter']}/{r['single_n_iter']} iterations, labels "
-                      f"equal: {r['labels_equal']}, centres max rel diff {r['centres_max_rel_diff']:.1e}; "
-                      f"load into workers {r['dask_load_seconds']:.1f} s (not counted)", flush=True)
-                print(f"dask transform:      {r['dask_transform_seconds']:7.1f} s vs single process "
-                      f"{r['single_transform_seconds']:.1f} s; equal: {r['transform_equal']}", flush=True)
+                _print_dask(r)
     finally:
         if not args.keep:
             shutil.rmtree(data, ignore_errors=True)

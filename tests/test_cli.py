@@ -117,8 +117,12 @@ def test_fit_matches_api(dataset):
     model = _fit(dataset)
     ref = ul4m4.UL4M4Imputer(6, random_state=1).fit(dataset["X"], mask=dataset["mask"])
     got = ul4m4.UL4M4Imputer.load(model)
+    # 'ul4m4 fit' streams the files chunk by chunk (ul4m4.outofcore.fit_streaming): the same
+    # Lloyd loop, float64 sums added in another order, so centres agree to rounding.
+    assert got.n_iter_ == ref.n_iter_
+    np.testing.assert_array_equal(got.center_mask_, ref.center_mask_)
     for a, b in zip(got.cluster_centers_, ref.cluster_centers_):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
 def test_npz_input_and_completion_override(dataset, capsys):
@@ -195,7 +199,7 @@ def test_error_mask_mismatch(dataset, capsys):
     empty[5] = False
     np.save(d / "emask.npy", empty)
     _error(capsys, ["fit", *_mods(dataset), "--mask", str(d / "emask.npy"), "-o", str(d / "m.npz")],
-           "observe no modality")
+           "no modality")
     # without a mask, a partly NaN row is an input error
     t = dataset["X"][0].copy()
     t[3, 0] = np.nan
@@ -230,7 +234,7 @@ def test_failed_impute_leaves_no_output(dataset, capsys):
     np.save(d / "late.npy", mask)
     out = d / "late_out"
     _error(capsys, ["impute", "--model", str(model), *_mods(dataset), "--mask", str(d / "late.npy"),
-                    "--chunk-rows", "100", "--out-dir", str(out)], "observe no modality", "rows 200..299")
+                    "--chunk-rows", "100", "--out-dir", str(out)], "no modality", "row 250 ")
     assert os.listdir(out) == []
 
 

@@ -47,59 +47,6 @@ class CLIError(Exception):
 
 
 # ---------------------------------------------------------------------------- progress
-class Progress:
-    """A minimal progress bar on stderr (no dependency): rows done and rows/s."""
-
-    def __init__(self, total: int, what: str, enabled: bool, unit: str = "rows", stream=None):
-        self.total = max(int(total), 0)
-        self.what = what
-        self.enabled = enabled
-        self.unit = unit
-        self.stream = stream if stream is not None else sys.stderr
-        self.t0 = time.perf_counter()
-        self._last = 0.0
-        self.done = 0
-
-    def update(self, done: int, force: bool = False) -> None:
-        self.done = done
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if not force and now - self._last < 0.1 and done < self.total:
-            return
-        self._last = now
-        el = max(now - self.t0, 1e-9)
-        frac = done / self.total if self.total else 1.0
-        width = 30
-        fill = int(round(frac * width))
-        bar = "#" * fill + "." * (width - fill)
-        self._write(f"{self.what} [{bar}] {100 * frac:5.1f}%  {done}/{self.total} {self.unit}"
-                    f"  {done / el:,.0f} {self.unit}/s")
-
-    def status(self, text: str, force: bool = False) -> None:
-        """A free-form status line (e.g. k-means iterations), redrawn at most 10 times a second."""
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if not force and now - self._last < 0.1:
-            return
-        self._last = now
-        self._write(text)
-
-    def _write(self, text: str) -> None:
-        pad = max(0, getattr(self, "_width", 0) - len(text))
-        self._width = len(text)
-        self.stream.write("\r" + text + " " * pad)
-        self.stream.flush()
-
-    def close(self, final: bool = True) -> None:
-        if self.enabled:
-            if final:
-                self.update(self.done, force=True)
-            self.stream.write("\n")
-            self.stream.flush()
-
-
 def _progress_enabled(args) -> bool:
     if getattr(args, "progress", None) is None:
         return bool(getattr(sys.stderr, "isatty", lambda: False)()) and not getattr(args, "quiet", False)
@@ -354,6 +301,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
 # ---------------------------------------------------------------------------- fit
 def cmd_fit(args) -> int:
     from . import ConvergenceWarning, UL4M4Imputer
+    from .outofcore import Progress, fit_streaming
 
     names, arrays, mask, sources = load_inputs(args)
     out = Path(args.output)
@@ -361,31 +309,35 @@ def cmd_fit(args) -> int:
         raise CLIError(f"{out}: is a directory; -o/--output names the model file to write")
     if not out.parent.exists():
         raise CLIError(f"{out.parent}: no such directory (for -o/--output)")
+    for opt, v in (("--chunk-rows", args.chunk_rows), ("--max-rows", args.max_rows), ("--init-rows", args.init_rows)):
+        if v is not None and v < 1:
+            raise CLIError(f"{opt} must be >= 1")
     n, M = arrays[0].shape[0], len(arrays)
+    sub = f", on a random sample of {min(n, args.max_rows)} rows (--max-rows)" \
+        if args.max_rows is not None and args.max_rows < n else ""
     _info(args, f"fitting K={args.n_clusters} on {n} rows x {M} modalit{'y' if M == 1 else 'ies'} "
-                f"({', '.join(f'{nm}: {a.shape[1]}' for nm, a in zip(names, arrays))})")
+                f"({', '.join(f'{nm}: {a.shape[1]}' for nm, a in zip(names, arrays))}){sub}")
     imp = UL4M4Imputer(args.n_clusters, n_init=args.n_init, max_iter=args.max_iter, tol=args.tol,
                        completion=args.completion, temperature_scale=args.temperature_scale,
                        temperature=args.temperature, empty_rows=args.empty_rows, random_state=args.seed,
                        n_threads=args.threads)
-    bar = Progress(args.max_iter, "k-means", _progress_enabled(args))
+    bar = Progress(n, "statistics", enabled=_progress_enabled(args))
     t0 = time.perf_counter()
-    last = [""]
 
     def callback(it, inertia, n_changed, shift, secs):
-        last[0] = (f"k-means iteration {it}/{args.max_iter}  inertia {inertia:.6g}  {n_changed} rows changed  "
-                   f"{time.perf_counter() - t0:.1f} s")
-        bar.status(last[0])
+        # after each Lloyd iteration: a line of its own (the bar redraws the passes)
+        if _progress_enabled(args):
+            bar.close(final=True)
+            print(f"k-means iteration {it}/{args.max_iter}: inertia {inertia:.6g}, {n_changed} rows changed, "
+                  f"max centre shift {shift:.3g}, {secs:.2f} s", file=sys.stderr, flush=True)
         return True
 
+    # The data is read in chunks (memory-mapped .npy files never need to fit in memory):
+    # one pass for the statistics, one per Lloyd iteration.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        try:
-            imp.fit(arrays, mask=mask, callback=callback)
-        finally:
-            if last[0]:
-                bar.status(last[0], force=True)
-                bar.close(final=False)
+        fit_streaming(imp, arrays, mask, chunk_rows=args.chunk_rows, max_rows=args.max_rows,
+                      init_rows=args.init_rows, progress=bar, callback=callback)
     for w in caught:
         print(f"{PROG}: warning: {w.message}", file=sys.stderr)
     secs = time.perf_counter() - t0
@@ -401,6 +353,7 @@ def cmd_fit(args) -> int:
 # ---------------------------------------------------------------------------- impute
 def cmd_impute(args) -> int:
     from . import UL4M4Imputer
+    from .outofcore import Progress, transform_to_npy
 
     if not Path(args.model).exists():
         raise CLIError(f"{args.model}: no such file (--model)")
@@ -428,7 +381,7 @@ def cmd_impute(args) -> int:
     for opt, v in (("--temperature-scale", args.temperature_scale), ("--temperature", args.temperature)):
         if v is not None and not (math.isfinite(v) and v > 0):
             raise CLIError(f"{opt} must be a finite number > 0, got {v}")
-    if args.chunk_rows < 1:
+    if args.chunk_rows is not None and args.chunk_rows < 1:
         raise CLIError("--chunk-rows must be >= 1")
     out_dir = Path(args.out_dir)
     try:
@@ -437,54 +390,20 @@ def cmd_impute(args) -> int:
         raise CLIError(f"{out_dir}: cannot create the output directory ({exc.strerror})") from None
 
     n = arrays[0].shape[0]
-    pid = os.getpid()
-    finals = [out_dir / f"{nm}.npy" for nm in names] + [out_dir / "imputed_mask.npy",
-                                                          out_dir / "unfilled_mask.npy"]
-    tmps = [p.with_name(f".{p.name}.partial-{pid}.npy") for p in finals]
-    outs = []
-    bar = Progress(n, "impute", _progress_enabled(args))
-    t0 = time.perf_counter()
-    n_imp = n_unf = 0
-    ok = False
+    bar = Progress(n, "impute", enabled=_progress_enabled(args))
+    # Chunk by chunk into temporary files, renamed only when all are complete; the working
+    # set is a few chunks whatever n (ul4m4.outofcore.transform_to_npy).
     try:
-        for a, tmp in zip(arrays, tmps[:M]):
-            outs.append(np.lib.format.open_memmap(tmp, mode="w+", dtype=a.dtype, shape=a.shape))
-        imp_out = np.lib.format.open_memmap(tmps[M], mode="w+", dtype=np.bool_, shape=(n, M))
-        unf_out = np.lib.format.open_memmap(tmps[M + 1], mode="w+", dtype=np.bool_, shape=(n, M))
-        step = int(args.chunk_rows)
-        for start in range(0, n, step):
-            stop = min(n, start + step)
-            chunk = [a[start:stop] for a in arrays]
-            cmask = None if mask is None else mask[start:stop]
-            try:
-                filled, im, un = imp.transform(chunk, mask=cmask, return_masks=True, completion=completion,
-                                               temperature_scale=args.temperature_scale,
-                                               temperature=args.temperature)
-            except ValueError as exc:
-                where = f" (in rows {start}..{stop - 1}; row numbers in the message count from {start})" \
-                    if n > step else ""
-                raise CLIError(f"{exc}{where}") from None
-            for o, f in zip(outs, filled):
-                o[start:stop] = f
-            imp_out[start:stop] = im
-            unf_out[start:stop] = un
-            n_imp += int(im.sum())
-            n_unf += int(un.sum())
-            bar.update(stop)
-        for o in outs + [imp_out, unf_out]:
-            o.flush()
-        del outs[:], imp_out, unf_out
-        for tmp, fin in zip(tmps, finals):
-            os.replace(tmp, fin)
-        ok = True
+        res = transform_to_npy(imp, arrays, out_dir=out_dir, names=names, mask=mask, chunk_rows=args.chunk_rows,
+                               completion=completion, temperature_scale=args.temperature_scale,
+                               temperature=args.temperature, progress=bar)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
     except OSError as exc:
         raise CLIError(f"cannot write to {out_dir} ({exc.strerror or exc})") from None
-    finally:
-        bar.close(final=ok)
-        for tmp in tmps:
-            if tmp.exists():
-                tmp.unlink()
-    secs = time.perf_counter() - t0
+    secs = res["seconds"]
+    n_imp, n_unf = res["n_imputed"], res["n_unfilled"]
+    finals = [Path(p) for p in res["files"]]
     manifest = {"model": str(args.model), "modalities": names, "sources": sources, "n_samples": n,
                 "completion": completion, "imputed_slots": n_imp, "unfilled_slots": n_unf,
                 "files": [p.name for p in finals],
@@ -610,6 +529,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="random seed of k-means++")
     g.add_argument("--empty-rows", choices=("error", "mean"), default="error",
                    help="rows with no observed modality: an error, or ignored by the fit")
+    g = f.add_argument_group("large data")
+    g.add_argument("--chunk-rows", type=int, default=None, metavar="N",
+                   help="rows read per step; every pass streams the files in chunks (default: 32 MiB of input "
+                        "per chunk)")
+    g.add_argument("--max-rows", type=int, default=None, metavar="N",
+                   help="fit on a uniform random sample of at most N rows (default: every row)")
+    g.add_argument("--init-rows", type=int, default=None, metavar="N",
+                   help="rows sampled for k-means++ seeding only (default: min(n, max(20000, 50 K)); the Lloyd "
+                        "iterations use every row)")
     f.add_argument("-o", "--output", required=True, metavar="MODEL.npz", help="model file to write")
     _add_common(f)
     f.set_defaults(func=cmd_fit)
@@ -634,7 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--empty-rows", choices=("error", "mean"), default=None,
                    help="rows with no observed modality: an error, or filled with the training mean "
                         "(reported unfilled)")
-    i.add_argument("--chunk-rows", type=int, default=65536, metavar="N", help="rows completed per step")
+    i.add_argument("--chunk-rows", type=int, default=None, metavar="N",
+                   help="rows read, completed and written per step (default: 32 MiB of input per chunk); "
+                        "memory is about 6 chunks whatever the dataset's size")
     _add_common(i)
     i.set_defaults(func=cmd_impute)
     return parser
