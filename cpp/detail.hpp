@@ -29,7 +29,18 @@ inline uint64_t row_mask(const Dataset& ds, int64_t i) {
   return b;
 }
 
-inline int popcount(uint64_t b) { return __builtin_popcountll(b); }
+// Common code is built for baseline x86-64 (no POPCNT instruction), where
+// __builtin_popcountll is a call into libgcc; this inline SWAR count is branch- and call-free.
+inline int popcount(uint64_t b) {
+#if defined(__POPCNT__)
+  return __builtin_popcountll(b);
+#else
+  b = b - ((b >> 1) & 0x5555555555555555ULL);
+  b = (b & 0x3333333333333333ULL) + ((b >> 2) & 0x3333333333333333ULL);
+  b = (b + (b >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+  return static_cast<int>((b * 0x0101010101010101ULL) >> 56);
+#endif
+}
 
 template <class F>
 inline void for_bits(uint64_t b, F&& f) {

@@ -318,6 +318,33 @@ def test_greedy_completion_matches_reference(spec, max_iter, n_new):
         check_completion_against(out, imputed, unfilled, X_, P_, Zl, il, ul, mus, sigmas, 1e-4)
 
 
+@st.composite
+def many_centre_problems(draw):
+    """K up to 40: the greedy scorer prunes the pairs (l) that cannot win only when few
+    centres are near a row, which small K rarely exercises."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    M = draw(st.integers(2, 4))
+    N = draw(st.integers(60, 200))
+    K = draw(st.integers(8, 40))
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    p_keep = draw(st.sampled_from([0.3, 0.6, "mixed"]))
+    return dict(seed=seed, M=M, N=N, K=K, dtype=dtype, p_keep=p_keep, always_first=False)
+
+
+@settings(max_examples=40, **SETTINGS)
+@given(spec=many_centre_problems(), max_iter=st.integers(0, 5))
+def test_greedy_completion_many_centres_matches_literal_loop(spec, max_iter):
+    pb = make_problem(**spec)
+    Xs, P = pb["Xs"], pb["P"]
+    imp = fit_quiet(imputer(pb, max_iter=max_iter), Xs, P)
+    Cs, H = model_of(imp)
+    Z = ref.normalise(Xs, P, imp.mean_, imp.scale_)
+    Zl, il, ul, sc = ref.greedy_complete_literal(Z, P, Cs, H)
+    assume(greedy_margin(sc) > MARGIN)
+    out, imputed, unfilled = imp.transform(Xs, mask=P, return_masks=True, completion="greedy")
+    check_completion_against(out, imputed, unfilled, Xs, P, Zl, il, ul, imp.mean_, imp.scale_, 1e-4)
+
+
 @settings(max_examples=100, **SETTINGS)
 @given(spec=problems(), max_iter=st.integers(0, 10), n_new=st.integers(1, 25),
        ts=st.sampled_from([1.0, 1 / 16, 4.0]), temp=st.sampled_from([None, None, 0.5, 3.0]))

@@ -100,21 +100,21 @@ void accum_f64(const double* x, int64_t d, double* acc) {
   for (; k < d; ++k) acc[k] += x[k];
 }
 
-double min_ratio(const double* E, const double* F, const double* den, int64_t K) {
+double min_ratio(const double* E, const double* F, const double* rden, int64_t K) {
   __m256d b0 = _mm256_set1_pd(__builtin_inf()), b1 = b0;
   int64_t l = 0;
   for (; l + 8 <= K; l += 8) {
-    b0 = _mm256_min_pd(b0, _mm256_div_pd(_mm256_add_pd(_mm256_loadu_pd(E + l), _mm256_loadu_pd(F + l)),
-                                         _mm256_loadu_pd(den + l)));
-    b1 = _mm256_min_pd(b1, _mm256_div_pd(_mm256_add_pd(_mm256_loadu_pd(E + l + 4), _mm256_loadu_pd(F + l + 4)),
-                                         _mm256_loadu_pd(den + l + 4)));
+    b0 = _mm256_min_pd(b0, _mm256_mul_pd(_mm256_add_pd(_mm256_loadu_pd(E + l), _mm256_loadu_pd(F + l)),
+                                         _mm256_loadu_pd(rden + l)));
+    b1 = _mm256_min_pd(b1, _mm256_mul_pd(_mm256_add_pd(_mm256_loadu_pd(E + l + 4), _mm256_loadu_pd(F + l + 4)),
+                                         _mm256_loadu_pd(rden + l + 4)));
   }
   b0 = _mm256_min_pd(b0, b1);
   __m128d s = _mm_min_pd(_mm256_castpd256_pd128(b0), _mm256_extractf128_pd(b0, 1));
   s = _mm_min_sd(s, _mm_unpackhi_pd(s, s));
   double best = _mm_cvtsd_f64(s);
   for (; l < K; ++l) {
-    const double v = (E[l] + F[l]) / den[l];
+    const double v = (E[l] + F[l]) * rden[l];
     best = v < best ? v : best;
   }
   return best;

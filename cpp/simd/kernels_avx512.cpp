@@ -95,15 +95,15 @@ void accum_f64(const double* x, int64_t d, double* acc) {
   for (; k < d; ++k) acc[k] += x[k];
 }
 
-double min_ratio(const double* E, const double* F, const double* den, int64_t K) {
+double min_ratio(const double* E, const double* F, const double* rden, int64_t K) {
   __m512d b = _mm512_set1_pd(__builtin_inf());
   int64_t l = 0;
   for (; l + 8 <= K; l += 8)
-    b = _mm512_min_pd(b, _mm512_div_pd(_mm512_add_pd(_mm512_loadu_pd(E + l), _mm512_loadu_pd(F + l)),
-                                       _mm512_loadu_pd(den + l)));
+    b = _mm512_min_pd(b, _mm512_mul_pd(_mm512_add_pd(_mm512_loadu_pd(E + l), _mm512_loadu_pd(F + l)),
+                                       _mm512_loadu_pd(rden + l)));
   double best = _mm512_reduce_min_pd(b);
   for (; l < K; ++l) {
-    const double v = (E[l] + F[l]) / den[l];
+    const double v = (E[l] + F[l]) * rden[l];
     best = v < best ? v : best;
   }
   return best;

@@ -56,10 +56,10 @@ void accum_f64(const double* x, int64_t d, double* acc) {
   for (int64_t k = 0; k < d; ++k) acc[k] += x[k];
 }
 
-double min_ratio(const double* E, const double* F, const double* den, int64_t K) {
+double min_ratio(const double* E, const double* F, const double* rden, int64_t K) {
   double best = __builtin_inf();
   for (int64_t l = 0; l < K; ++l) {
-    const double v = (E[l] + F[l]) / den[l];
+    const double v = (E[l] + F[l]) * rden[l];
     best = v < best ? v : best;
   }
   return best;

@@ -33,8 +33,10 @@ struct KernelTable {
   /// acc[k] += double(x[k]) for k < d.
   void (*accum_f32)(const float* x, int64_t d, double* acc);
   void (*accum_f64)(const double* x, int64_t d, double* acc);
-  /// min over l < K of (E[l] + F[l]) / den[l] (greedy scores; exact, order-free).
-  double (*min_ratio)(const double* E, const double* F, const double* den, int64_t K);
+  /// min over l < K of (E[l] + F[l]) * rden[l], rden = 1 / den: the greedy score with a
+  /// multiply instead of a division (within 2 ulp of the quotient; the caller re-scores
+  /// near ties exactly). Order-free, so every level gives the same bits.
+  double (*min_ratio)(const double* E, const double* F, const double* rden, int64_t K);
   /// y[k] = sum_{j < K, w[j] != 0} w[j] * X[j*ldx + k] for k < dp (dp a multiple of kPad),
   /// j in ascending order for every k.
   void (*wsum_rows)(const float* w, int64_t K, const float* X, int64_t ldx, int64_t dp, float* y);
