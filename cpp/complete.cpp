@@ -83,6 +83,17 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
   uint64_t any_h = 0;  // modalities carried by some centre
   for (int64_t l = 0; l < K; ++l) any_h |= C.hmask[l];
 
+  // Greedy tables of one observed pattern A (see below); they depend on A only.
+  struct Pattern {
+    uint64_t a = 0;
+    std::vector<int64_t> carriers;      // centres carrying a missing modality
+    std::vector<double> F, D, R;        // per carrier, K values
+    std::vector<double> rmin;           // per l, min over carriers of R[j,l]
+  };
+  // Patterns kept per thread across chunks: at most 64, and at most ~16 MiB of tables.
+  const size_t pattern_bytes = static_cast<size_t>(3 * K * K + K) * sizeof(double);
+  const size_t max_patterns = std::max<size_t>(1, std::min<size_t>(64, (size_t{16} << 20) / pattern_bytes));
+
   struct Local {
     Scratch s;
     std::vector<uint8_t> select;
@@ -91,10 +102,11 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
     std::vector<double> ex, ex2;  // soft: K unnormalised weights
     std::vector<float> zrow, wf;  // soft: dp_max output row, K float weights
     std::vector<int64_t> pending;  // greedy: rows to score
-    std::vector<int64_t> carriers;       // greedy: centres carrying a missing modality
-    std::vector<double> Ftab, Dtab, Rtab;  // greedy: per carrier, K values (see below)
+    std::vector<uint64_t> amask;   // greedy: presence bitmask of each row of the chunk
+    std::vector<Pattern> patterns;  // greedy: tables of the missing patterns seen (a cache)
+    size_t next_evict = 0;
     std::vector<double> exact;             // greedy: exact scores of a row with a near tie
-    std::vector<double> rmin, bound;       // greedy: per l, min_j 1/D[j,l]; per carrier, an upper bound
+    std::vector<double> bound;             // greedy: per carrier, an upper bound
     std::vector<int64_t> near;             // greedy: the l that can attain a winning score
   };
   std::vector<Local> locals(nt);
@@ -106,7 +118,8 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
   //   F[j,l] = sum_{m in Mi & H_j & H_l} f[j,l,m],  c[j,l] = |Mi & H_j & H_l|,
   // and a pair counts only when nA_l > 0 (F = +inf otherwise). F, nA and c depend on the
   // missing pattern only, so rows are grouped by pattern and the tables built once per
-  // group; per row only E changes and score_j is one vectorised min over l.
+  // pattern and thread (kept across chunks, a bounded cache); per row only E changes and
+  // score_j is one vectorised min over l.
   //
   // The min runs on (E_l + F[j,l]) * (1 / D[j,l]), a multiply instead of a division (the
   // division's throughput bounded this loop). The product is within 2 ulp of the quotient,
@@ -114,9 +127,9 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
   // kTieRel the winner is the quotient's winner; otherwise the row is re-scored with the
   // division, and the result is the same bits as an all-division computation.
   constexpr double kTieRel = 1e-12;
-  auto exact_score = [&](const Local& L, size_t q) {
-    const double* F = L.Ftab.data() + q * K;
-    const double* Dn = L.Dtab.data() + q * K;
+  auto exact_score = [&](const Local& L, const Pattern& P, size_t q) {
+    const double* F = P.F.data() + q * K;
+    const double* Dn = P.D.data() + q * K;
     double best = kInf;
     for (int64_t l = 0; l < K; ++l) {
       const double v = (L.E[l] + F[l]) / Dn[l];
@@ -124,43 +137,67 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
     }
     return best;
   };
+  auto build_pattern = [&](Pattern& P, uint64_t a) {
+    const uint64_t miss = full & ~a;
+    P.a = a;
+    P.carriers.clear();
+    for (int64_t j = 0; j < K; ++j)
+      if (miss & C.hmask[j]) P.carriers.push_back(j);
+    const size_t nq = P.carriers.size();
+    P.F.resize(nq * K);
+    P.D.resize(nq * K);
+    P.R.resize(nq * K);
+    P.rmin.resize(K);
+    for (size_t q = 0; q < nq; ++q) {
+      const int64_t j = P.carriers[q];
+      const uint64_t mj = miss & C.hmask[j];
+      const double* fj = f.data() + j * K * M;
+      double* F = P.F.data() + q * K;
+      double* Dn = P.D.data() + q * K;
+      double* Rn = P.R.data() + q * K;
+      for (int64_t l = 0; l < K; ++l) {
+        const int na = popcount(a & C.hmask[l]);
+        const uint64_t s = mj & C.hmask[l];
+        double fs = 0.0;
+        for_bits(s, [&](int m) { fs += fj[l * M + m]; });
+        F[l] = na ? fs : kInf;
+        Dn[l] = static_cast<double>(na + popcount(s));
+        Rn[l] = na ? 1.0 / Dn[l] : kInf;
+      }
+    }
+    // Pruning bound: (E_l + F[j,l]) / D[j,l] >= E_l * min_j 1/D[j,l] (E, F >= 0).
+    for (int64_t l = 0; l < K; ++l) {
+      double r = kInf;
+      if (a & C.hmask[l])
+        for (size_t q = 0; q < nq; ++q) r = std::min(r, P.R[q * K + l]);
+      P.rmin[l] = r;
+    }
+  };
+  auto pattern_of = [&](Local& L, uint64_t a) -> const Pattern& {
+    for (const Pattern& P : L.patterns)
+      if (P.a == a) return P;
+    Pattern* P;
+    if (L.patterns.size() < max_patterns) {
+      P = &L.patterns.emplace_back();
+    } else {
+      P = &L.patterns[L.next_evict];
+      L.next_evict = (L.next_evict + 1) % L.patterns.size();
+    }
+    build_pattern(*P, a);
+    return *P;
+  };
   auto greedy_rows = [&](Local& L, int64_t r0) {
     auto& rows = L.pending;
-    std::stable_sort(rows.begin(), rows.end(),
-                     [&](int64_t x, int64_t y) { return row_mask(ds, x) < row_mask(ds, y); });
+    const uint64_t* am = L.amask.data();
+    std::stable_sort(rows.begin(), rows.end(), [&](int64_t x, int64_t y) { return am[x - r0] < am[y - r0]; });
     size_t g0 = 0;
     while (g0 < rows.size()) {
-      const uint64_t a = row_mask(ds, rows[g0]);
+      const uint64_t a = am[rows[g0] - r0];
       size_t g1 = g0 + 1;
-      while (g1 < rows.size() && row_mask(ds, rows[g1]) == a) ++g1;
+      while (g1 < rows.size() && am[rows[g1] - r0] == a) ++g1;
       const uint64_t miss = full & ~a;
-      L.carriers.clear();
-      for (int64_t j = 0; j < K; ++j)
-        if (miss & C.hmask[j]) L.carriers.push_back(j);
-      for (size_t q = 0; q < L.carriers.size(); ++q) {
-        const int64_t j = L.carriers[q];
-        const uint64_t mj = miss & C.hmask[j];
-        const double* fj = f.data() + j * K * M;
-        double* F = L.Ftab.data() + q * K;
-        double* Dn = L.Dtab.data() + q * K;
-        double* Rn = L.Rtab.data() + q * K;
-        for (int64_t l = 0; l < K; ++l) {
-          const int na = popcount(a & C.hmask[l]);
-          const uint64_t s = mj & C.hmask[l];
-          double fs = 0.0;
-          for_bits(s, [&](int m) { fs += fj[l * M + m]; });
-          F[l] = na ? fs : kInf;
-          Dn[l] = static_cast<double>(na + popcount(s));
-          Rn[l] = na ? 1.0 / Dn[l] : kInf;
-        }
-      }
-      // Pruning bound: (E_l + F[j,l]) / D[j,l] >= E_l * min_j 1/D[j,l] (E, F >= 0).
-      for (int64_t l = 0; l < K; ++l) {
-        double r = kInf;
-        if (a & C.hmask[l])
-          for (size_t q = 0; q < L.carriers.size(); ++q) r = std::min(r, L.Rtab[q * K + l]);
-        L.rmin[l] = r;
-      }
+      const Pattern& P = pattern_of(L, a);
+      const std::vector<int64_t>& carriers = P.carriers;
       for (size_t g = g0; g < g1; ++g) {
         const int64_t i = rows[g];
         const float* e = L.s.e.data() + (i - r0) * K * M;
@@ -175,29 +212,29 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
         // min over the remaining l is its exact score whenever that is <= B, and a carrier
         // whose min exceeds B loses every slot by more than the near-tie margin: the
         // winners and tie decisions are those of the min over all l, bit for bit.
-        const size_t nq = L.carriers.size();
+        const size_t nq = carriers.size();
         for (size_t q = 0; q < nq; ++q) {
-          const int64_t j = L.carriers[q];
-          L.bound[q] = (L.E[j] + L.Ftab[q * K + j]) * L.Rtab[q * K + j];
+          const int64_t j = carriers[q];
+          L.bound[q] = (L.E[j] + P.F[q * K + j]) * P.R[q * K + j];
         }
         double B = 0.0;
         for_bits(miss, [&](int m) {
           double bm = kInf;
           for (size_t q = 0; q < nq; ++q)
-            if (C.hmask[L.carriers[q]] >> m & 1) bm = std::min(bm, L.bound[q]);
+            if (C.hmask[carriers[q]] >> m & 1) bm = std::min(bm, L.bound[q]);
           B = std::max(B, bm);
         });
         const double thr = B + 1e-9 * B;
         L.near.clear();
         for (int64_t l = 0; l < K; ++l)
-          if (L.E[l] * L.rmin[l] <= thr) L.near.push_back(l);
+          if (L.E[l] * P.rmin[l] <= thr) L.near.push_back(l);
         if (static_cast<int64_t>(L.near.size()) * 4 >= K) {
           for (size_t q = 0; q < nq; ++q)
-            L.score[q] = kern.min_ratio(L.E.data(), L.Ftab.data() + q * K, L.Rtab.data() + q * K, K);
+            L.score[q] = kern.min_ratio(L.E.data(), P.F.data() + q * K, P.R.data() + q * K, K);
         } else {
           for (size_t q = 0; q < nq; ++q) {
-            const double* F = L.Ftab.data() + q * K;
-            const double* R = L.Rtab.data() + q * K;
+            const double* F = P.F.data() + q * K;
+            const double* R = P.R.data() + q * K;
             double best = kInf;
             for (const int64_t l : L.near) {
               const double v = (L.E[l] + F[l]) * R[l];
@@ -214,12 +251,12 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
             int64_t w = -1;
             double b = kInf;
             second = kInf;
-            for (size_t q = 0; q < L.carriers.size(); ++q) {
-              if (!(C.hmask[L.carriers[q]] >> m & 1)) continue;
+            for (size_t q = 0; q < carriers.size(); ++q) {
+              if (!(C.hmask[carriers[q]] >> m & 1)) continue;
               if (sc[q] < b) {
                 second = b;
                 b = sc[q];
-                w = L.carriers[q];
+                w = carriers[q];
               } else if (sc[q] < second) {
                 second = sc[q];
               }
@@ -230,7 +267,7 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
           auto [win, best] = pick(L.score.data(), second);
           if (win >= 0 && second <= best + kTieRel * best) {  // near tie: the quotients decide
             if (!rescored) {
-              for (size_t q = 0; q < L.carriers.size(); ++q) L.exact[q] = exact_score(L, q);
+              for (size_t q = 0; q < carriers.size(); ++q) L.exact[q] = exact_score(L, P, q);
               rescored = true;
             }
             std::tie(win, best) = pick(L.exact.data(), second);
@@ -260,12 +297,9 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
       L.nA.resize(K);
       L.pending.reserve(chunk);
       if (!soft) {
-        L.carriers.reserve(K);
-        L.Ftab.resize(K * K);
-        L.Dtab.resize(K * K);
-        L.Rtab.resize(K * K);
+        L.amask.resize(chunk);
+        L.patterns.reserve(max_patterns);
         L.exact.resize(K);
-        L.rmin.resize(K);
         L.bound.resize(K);
         L.near.reserve(K);
       }
@@ -280,6 +314,7 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
     bool any = false;
     for (int64_t i = r0; i < r1; ++i) {
       const uint64_t a = row_mask(ds, i);
+      if (!soft) L.amask[i - r0] = a;
       L.select[i - r0] = a != 0 && a != full;
       any |= L.select[i - r0] != 0;
     }

@@ -345,6 +345,28 @@ def test_greedy_completion_many_centres_matches_literal_loop(spec, max_iter):
     check_completion_against(out, imputed, unfilled, Xs, P, Zl, il, ul, imp.mean_, imp.scale_, 1e-4)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("chunk", [7, 256])
+def test_greedy_pattern_cache_eviction_changes_nothing(seed, chunk):
+    """M = 8 gives up to 254 missing patterns, more than the per-thread cache of greedy
+    tables holds (64): tables are evicted and rebuilt across chunks. The result must be
+    bit-identical to completing each row alone (fresh tables every call)."""
+    pb = make_problem(seed=seed, M=8, N=400, K=12, dtype=np.float64, p_keep=0.5, always_first=False)
+    Xs, P = pb["Xs"], pb["P"]
+    assert len({tuple(r) for r in P}) > 64
+    imp = fit_quiet(imputer(pb, max_iter=0), Xs, P)  # partial centres (the seed rows' sets)
+    assert not imp.center_mask_.all()
+    imp.set_params(chunk_size=chunk)
+    out, imputed, unfilled = imp.transform(Xs, mask=P, return_masks=True, completion="greedy")
+    for i in range(len(P)):
+        o1, i1, u1 = imp.transform([X[i:i + 1] for X in Xs], mask=P[i:i + 1], return_masks=True,
+                                   completion="greedy")
+        for m in range(len(Xs)):
+            np.testing.assert_array_equal(o1[m][0], out[m][i])
+        np.testing.assert_array_equal(i1[0], imputed[i])
+        np.testing.assert_array_equal(u1[0], unfilled[i])
+
+
 @settings(max_examples=100, **SETTINGS)
 @given(spec=problems(), max_iter=st.integers(0, 10), n_new=st.integers(1, 25),
        ts=st.sampled_from([1.0, 1 / 16, 4.0]), temp=st.sampled_from([None, None, 0.5, 3.0]))
