@@ -63,12 +63,11 @@ def set_simd_level(level: str) -> None:
 
 
 def cuda_available() -> tuple:
-    """(False, reason): this build has no CUDA module."""
-    try:
-        from . import _cuda  # noqa: F401
-    except ImportError as exc:
-        return False, f"ul4m4 was built without its CUDA module ({exc})"
-    return True, ""
+    """(True, '') when the CUDA path can run: the CUDA module is built, a GPU and driver are
+    visible, and PyTorch has CUDA. Otherwise (False, reason), the reason saying how to fix it."""
+    from ._gpu import availability
+
+    return availability()
 
 
 _env_level = _os.environ.get("UL4M4_SIMD")

@@ -24,8 +24,8 @@ def is_torch(x: Any) -> bool:
 def _torch_to_numpy(t: Any, what: str) -> np.ndarray:
     if t.device.type != "cpu":
         raise ValueError(
-            f"{what} is a torch tensor on '{t.device}'; this build of ul4m4 computes on the CPU only "
-            "(move it with .cpu(), or use a build with the CUDA module)"
+            f"{what} is a torch tensor on '{t.device}' but this call computes on the CPU "
+            "(move it with .cpu(), or pass CUDA tensors for X / device='cuda' to compute on the GPU)"
         )
     if t.is_sparse if hasattr(t, "is_sparse") else False:
         raise TypeError(f"{what} is a sparse tensor; pass a dense one")

@@ -1,7 +1,8 @@
 """The estimator: :class:`UL4M4Imputer` (scikit-learn conventions).
 
 Python validates, converts and orchestrates; every pass over the data runs in the
-compiled core (``ul4m4._core``) with the GIL released.
+compiled core (``ul4m4._core``) with the GIL released, or on a GPU (``ul4m4._cuda``,
+through ``_gpu``) for CUDA tensors / ``device='cuda'``.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
-from . import _core
+from . import _core, _gpu
 from ._arrays import Prepared, mask_out, new_like, prepare, use_out
 
 __all__ = ["UL4M4Imputer", "ConvergenceWarning", "NotFittedError", "FORMAT_VERSION"]
@@ -98,7 +99,20 @@ class UL4M4Imputer:
         Threads of the compiled core; None = what OpenMP may use on this process's CPUs.
         Results are bit-identical for any value.
     chunk_size : int
-        Rows per work unit (scratch memory is O(threads x chunk_size x (d + K x M))).
+        Rows per work unit (scratch memory is O(threads x chunk_size x (d + K x M))). CPU
+        only: the GPU sizes its row chunks from a byte budget (environment variable
+        ``UL4M4_CUDA_CHUNK_MB``, default 256); results depend on neither.
+    device : 'auto', 'cpu', 'cuda' or 'cuda:<index>'
+        Where fit / transform / predict run. 'auto' (default): on the GPU when X holds
+        PyTorch CUDA tensors (outputs are CUDA tensors on the same device), else on the CPU.
+        'cuda': always on the GPU (host inputs are copied there and the results back); an
+        error when the CUDA module or a GPU is missing (``ul4m4.cuda_available()`` says
+        why), never a silent CPU fallback. 'cpu': always on the CPU; CUDA tensors are then
+        an error (move them with ``.cpu()``). A model fitted on one device transforms on the
+        other (fitted attributes are host numpy arrays either way). Labels, presence sets
+        and completion decisions agree with the CPU; values to float32 precision. k-means++
+        on the GPU draws the CPU's random numbers but may pick other rows where float32
+        rounding moves a cumulative weight across a draw; explicit ``init`` is identical.
     verbose : int
         1 prints one line per Lloyd iteration.
 
@@ -125,7 +139,7 @@ class UL4M4Imputer:
                  temperature_scale: float = 1.0, temperature: Optional[float] = None,
                  empty_rows: str = "error", modality_dims: Optional[Sequence[int]] = None,
                  random_state: Any = None, n_threads: Optional[int] = None, chunk_size: int = 256,
-                 verbose: int = 0):
+                 device: str = "auto", verbose: int = 0):
         self.n_clusters = n_clusters
         self.init = init
         self.n_init = n_init
@@ -139,6 +153,7 @@ class UL4M4Imputer:
         self.random_state = random_state
         self.n_threads = n_threads
         self.chunk_size = chunk_size
+        self.device = device
         self.verbose = verbose
 
     # ------------------------------------------------------------------ sklearn plumbing
@@ -184,6 +199,7 @@ class UL4M4Imputer:
         if not (isinstance(self.init, str) and self.init == "k-means++") and not (
                 isinstance(self.init, (tuple, list)) and len(self.init) == 2):
             raise ValueError("init must be 'k-means++' or a pair (centres, presence_mask)")
+        _gpu.check_device(self.device)
 
     @staticmethod
     def _check_completion(completion, temperature_scale, temperature):
@@ -199,11 +215,19 @@ class UL4M4Imputer:
         dims = self.modality_dims
         prep = prepare(X, mask, dims, _core, nt, self.chunk_size)
         empty = np.flatnonzero(~prep.present.any(axis=1))
-        if empty.size and self.empty_rows == "error":
+        self._check_empty(empty.size, empty[0] if empty.size else -1)
+        return prep
+
+    def _check_empty(self, n_empty: int, first: int) -> None:
+        if n_empty and self.empty_rows == "error":
             raise ValueError(
-                f"{empty.size} row(s) observe no modality (first: row {empty[0]}); there is nothing to "
+                f"{n_empty} row(s) observe no modality (first: row {first}); there is nothing to "
                 "match them on. Drop them, or pass empty_rows='mean' to fill them with the training mean"
             )
+
+    def _prepare_cuda(self, X: Any, mask: Any) -> "_gpu.CudaPrepared":
+        prep = _gpu.prepare(X, mask, self.modality_dims, self.device)
+        self._check_empty(prep.scan["n_empty"], prep.scan["first_empty"])
         return prep
 
     def _check_fitted(self) -> None:
@@ -228,12 +252,18 @@ class UL4M4Imputer:
         ``y`` is ignored (scikit-learn pipelines pass it)."""
         _reject_mask_as_y(y)
         self._validate_params()
-        nt = effective_n_threads(self.n_threads)
-        prep = self._prepare(X, mask, nt)
-        chunk = int(self.chunk_size)
-        mu, sigma = _core.compute_stats(prep.Xs, prep.present, nt, chunk)
+        cuda = _gpu.use_cuda(self.device, X, mask)
+        if cuda:
+            prep = self._prepare_cuda(X, mask)
+            mu, sigma = _gpu.compute_stats(prep)
+            eligible = prep.n - int(prep.scan["n_empty"])
+        else:
+            nt = effective_n_threads(self.n_threads)
+            prep = self._prepare(X, mask, nt)
+            chunk = int(self.chunk_size)
+            mu, sigma = _core.compute_stats(prep.Xs, prep.present, nt, chunk)
+            eligible = int(prep.present.any(axis=1).sum())
         K = int(self.n_clusters)
-        eligible = int(prep.present.any(axis=1).sum())
         if K > eligible:
             raise ValueError(f"n_clusters={K} is larger than the {eligible} rows with at least one observed modality")
         init_C = init_H = None
@@ -254,8 +284,12 @@ class UL4M4Imputer:
             return True
 
         use_cb = bool(self.verbose) or callback is not None
-        res = _core.kmeans(prep.Xs, prep.present, mu, sigma, K, int(self.max_iter), float(self.tol), n_init,
-                           seed, init_C, init_H, on_iter if use_cb else None, nt, chunk)
+        if cuda:
+            res = _gpu.kmeans(prep, mu, sigma, K, int(self.max_iter), float(self.tol), n_init, seed, init_C, init_H,
+                              on_iter if use_cb else None)
+        else:
+            res = _core.kmeans(prep.Xs, prep.present, mu, sigma, K, int(self.max_iter), float(self.tol), n_init,
+                               seed, init_C, init_H, on_iter if use_cb else None, nt, chunk)
         self.mean_ = list(mu)
         self.scale_ = list(sigma)
         self.cluster_centers_ = list(res["centres"])
@@ -270,6 +304,7 @@ class UL4M4Imputer:
         if prep.kind == "dense":
             self.n_features_in_ = int(sum(prep.dims))
         self._model = None
+        self._gpu_models = None
         if not res["converged"] and self.n_iter_ == self.max_iter and self.max_iter > 0:
             warnings.warn(f"k-means stopped at max_iter={self.max_iter} before convergence; "
                           "increase max_iter or tol", ConvergenceWarning, stacklevel=2)
@@ -278,7 +313,7 @@ class UL4M4Imputer:
     @staticmethod
     def _init_centres(init, mu, sigma, K):
         C, H = init
-        H = np.asarray(H.numpy() if hasattr(H, "numpy") else H)
+        H = np.asarray(_host_array(H))
         if H.dtype != np.bool_:
             raise TypeError(f"init presence mask must be a boolean array, got dtype {H.dtype}")
         if H.ndim != 2 or H.shape != (K, len(mu)):
@@ -289,7 +324,7 @@ class UL4M4Imputer:
             raise ValueError(f"init centres must be a list of {len(mu)} arrays, one per modality")
         out = []
         for m, c in enumerate(C):
-            c = np.asarray(c.numpy() if hasattr(c, "numpy") else c, dtype=np.float64)
+            c = np.asarray(_host_array(c), dtype=np.float64)
             if c.shape != (K, mu[m].shape[0]):
                 raise ValueError(f"init centres of modality {m} must have shape {(K, mu[m].shape[0])}, got {c.shape}")
             if not np.isfinite(c[H[:, m]]).all():
@@ -316,11 +351,20 @@ class UL4M4Imputer:
         estimator's settings for this call. ``out`` (arrays like X) receives the result
         instead of new arrays, e.g. reused buffers in a loop; ``out=X`` fills the missing
         slots of X in place (the one case where the caller's data is written)."""
-        model = self._compiled()
+        self._check_fitted()
         completion = self.completion if completion is None else completion
         ts = self.temperature_scale if temperature_scale is None else temperature_scale
         temp = self.temperature if temperature is None else temperature
         self._check_completion(completion, ts, temp)
+        if _gpu.use_cuda(self.device, X, mask):
+            prep = self._prepare_cuda(X, mask)
+            self._check_compatible(prep)
+            err = _gpu.nonfinite_error(prep)
+            if err is not None:
+                raise err
+            return _gpu.complete(self, prep, completion, float(ts), float(temp) if temp is not None else 0.0,
+                                 out=out, return_masks=return_masks)
+        model = self._compiled()
         nt = effective_n_threads(self.n_threads)
         prep = self._prepare(X, mask, nt)
         self._check_compatible(prep)
@@ -338,6 +382,14 @@ class UL4M4Imputer:
 
     def predict(self, X: Any, *, mask: Any = None):
         """Nearest centre of each row by the partial distance (-1: shares no modality)."""
+        self._check_fitted()
+        if _gpu.use_cuda(self.device, X, mask):
+            prep = self._prepare_cuda(X, mask)
+            self._check_compatible(prep)
+            err = _gpu.nonfinite_error(prep)
+            if err is not None:
+                raise err
+            return _gpu.assign(self, prep)
         model = self._compiled()
         nt = effective_n_threads(self.n_threads)
         prep = self._prepare(X, mask, nt)
@@ -435,6 +487,7 @@ class UL4M4Imputer:
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_model"] = None
+        state["_gpu_models"] = None  # device tables: rebuilt on the next GPU call
         return state
 
     def __setstate__(self, state):
@@ -448,8 +501,17 @@ def _equal(a, b) -> bool:
         return False
 
 
+def _host_array(a: Any) -> Any:
+    """A torch tensor (CPU or CUDA) as a host numpy array; anything else as it is."""
+    return a.detach().cpu().numpy() if hasattr(a, "detach") and hasattr(a, "numpy") else a
+
+
 def _reject_mask_as_y(y: Any) -> None:
     if y is None:
+        return
+    if hasattr(y, "detach") and hasattr(y, "dim"):  # torch: checked without a copy to the host
+        if str(y.dtype) == "torch.bool" and y.dim() == 2:
+            raise TypeError("a boolean 2-D array was passed as y; pass the presence mask as mask=...")
         return
     arr = y.numpy() if hasattr(y, "numpy") and not isinstance(y, np.ndarray) else y
     if isinstance(arr, np.ndarray) and arr.dtype == np.bool_ and arr.ndim == 2:
