@@ -23,8 +23,8 @@ void copy_row(const MatrixView& in, const MutableMatrixView& o, int64_t i) {
   if (in.dtype == o.dtype) {
     const size_t bytes = (in.dtype == DType::F32 ? 4 : 8) * static_cast<size_t>(in.cols);
     const size_t es = in.dtype == DType::F32 ? 4 : 8;
-    std::memcpy(static_cast<char*>(o.data) + es * i * o.row_stride,
-                static_cast<const char*>(in.data) + es * i * in.row_stride, bytes);
+    kernels().copy_stream(static_cast<char*>(o.data) + es * i * o.row_stride,
+                          static_cast<const char*>(in.data) + es * i * in.row_stride, bytes);
     return;
   }
   for (int64_t k = 0; k < in.cols; ++k) {
@@ -38,9 +38,9 @@ void copy_row(const MatrixView& in, const MutableMatrixView& o, int64_t i) {
 // Row i of o = a vector held in both precisions (the one of o's dtype is copied).
 void write_row(const MutableMatrixView& o, int64_t i, const float* f32, const double* f64) {
   if (o.dtype == DType::F32)
-    std::memcpy(static_cast<float*>(o.data) + i * o.row_stride, f32, 4 * static_cast<size_t>(o.cols));
+    kernels().copy_stream(static_cast<float*>(o.data) + i * o.row_stride, f32, 4 * static_cast<size_t>(o.cols));
   else
-    std::memcpy(static_cast<double*>(o.data) + i * o.row_stride, f64, 8 * static_cast<size_t>(o.cols));
+    kernels().copy_stream(static_cast<double*>(o.data) + i * o.row_stride, f64, 8 * static_cast<size_t>(o.cols));
 }
 
 void fill_mean(const MutableMatrixView& o, const Normalizer& norm, int64_t i, int m) {
@@ -419,6 +419,7 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
       });
     }
     if (!soft) greedy_rows(L, r0);
+    kern.store_fence();  // the non-temporal row copies are visible before the task ends
   });
 }
 

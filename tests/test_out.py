@@ -58,3 +58,25 @@ def test_out_rejects_bad_buffers(fitted):
         imp.transform(X, mask=P, out=[np.empty((300, 5), np.float32), ro])
     with pytest.raises(TypeError, match="list"):
         imp.transform(X, mask=P, out=np.empty((300, 8)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("offset", [0, 1, 3])
+def test_out_rows_at_any_alignment_and_width(dtype, offset):
+    """Output rows are written with non-temporal stores after an alignment prologue: rows
+    shorter than the streaming threshold, longer ones whose length is not a multiple of the
+    vector width, and views whose rows start at any element offset give the fresh result."""
+    rng = np.random.default_rng(1)
+    dims = [3, 67, 301]  # 12..2408 bytes per row
+    X = [rng.normal(size=(200, d)).astype(dtype) for d in dims]
+    P = rng.random((200, 3)) < 0.6
+    P[~P.any(axis=1), 0] = True
+    for c in ("greedy", "soft"):
+        imp = ul4m4.UL4M4Imputer(5, random_state=0, completion=c).fit(X, mask=P)
+        ref = imp.transform(X, mask=P)
+        bufs = [np.full((200, d + 5), -3.0, dtype=dtype) for d in dims]
+        out = [b[:, offset:offset + d] for b, d in zip(bufs, dims)]
+        imp.transform(X, mask=P, out=out)
+        for r, o, b, d in zip(ref, out, bufs, dims):
+            np.testing.assert_array_equal(r, o)
+            assert (b[:, :offset] == -3.0).all() and (b[:, offset + d:] == -3.0).all()

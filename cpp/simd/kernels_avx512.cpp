@@ -2,6 +2,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "ul4m4/kernels.hpp"
 
@@ -135,8 +136,39 @@ void wsum_rows(const float* w, int64_t K, const float* X, int64_t ldx, int64_t d
   }
 }
 
+void copy_stream(void* dst, const void* src, size_t bytes) {
+  char* d = static_cast<char*>(dst);
+  const char* s = static_cast<const char*>(src);
+  if (bytes < 256) {  // short rows: not worth the alignment prologue
+    std::memcpy(d, s, bytes);
+    return;
+  }
+  const size_t head = (32 - (reinterpret_cast<uintptr_t>(d) & 31)) & 31;
+  std::memcpy(d, s, head);
+  d += head;
+  s += head;
+  bytes -= head;
+  size_t k = 0;
+  for (; k + 128 <= bytes; k += 128) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + k));
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + k + 32));
+    const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + k + 64));
+    const __m256i e = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + k + 96));
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + k), a);
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + k + 32), b);
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + k + 64), c);
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + k + 96), e);
+  }
+  for (; k + 32 <= bytes; k += 32)
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + k),
+                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + k)));
+  std::memcpy(d + k, s + k, bytes - k);
+}
+
+void store_fence() { _mm_sfence(); }
+
 }  // namespace
 
 const KernelTable kKernelsAVX512 = {SimdLevel::AVX512, "avx512", dot_block, normalize_f32,
-                                    normalize_f64, accum_f32, accum_f64, min_ratio, wsum_rows};
+                                    normalize_f64, accum_f32, accum_f64, min_ratio, wsum_rows, copy_stream, store_fence};
 }  // namespace ul4m4

@@ -1,6 +1,7 @@
 // Baseline x86-64 / portable kernels: no ISA flags. Used when the CPU has no AVX2+FMA,
 // or when the user forces UL4M4_SIMD=scalar.
 #include <cstdint>
+#include <cstring>
 
 #include "ul4m4/kernels.hpp"
 
@@ -75,8 +76,12 @@ void wsum_rows(const float* w, int64_t K, const float* X, int64_t ldx, int64_t d
   }
 }
 
+void copy_stream(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+
+void store_fence() {}
+
 }  // namespace
 
 const KernelTable kKernelsScalar = {SimdLevel::Scalar, "scalar", dot_block, normalize_f32,
-                                    normalize_f64, accum_f32, accum_f64, min_ratio, wsum_rows};
+                                    normalize_f64, accum_f32, accum_f64, min_ratio, wsum_rows, copy_stream, store_fence};
 }  // namespace ul4m4

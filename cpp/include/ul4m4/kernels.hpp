@@ -5,6 +5,7 @@
 // AVX flags) only ever calls kernels through the table returned by `kernels()`.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -40,6 +41,11 @@ struct KernelTable {
   /// y[k] = sum_{j < K, w[j] != 0} w[j] * X[j*ldx + k] for k < dp (dp a multiple of kPad),
   /// j in ascending order for every k.
   void (*wsum_rows)(const float* w, int64_t K, const float* X, int64_t ldx, int64_t dp, float* y);
+  /// memcpy(dst, src, bytes) with non-temporal stores where the ISA has them (no read for
+  /// ownership of the destination: completion writes outputs far larger than the caches).
+  /// The caller issues store_fence() before the data are read by another thread.
+  void (*copy_stream)(void* dst, const void* src, size_t bytes);
+  void (*store_fence)();
 };
 
 /// Kernel table in use (chosen from the CPU's features when the library loads).
