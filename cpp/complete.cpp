@@ -100,7 +100,9 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
     std::vector<double> E, score, da2, med;
     std::vector<int> nA;
     std::vector<double> ex, ex2;  // soft: K unnormalised weights
-    std::vector<float> zrow, wf;  // soft: dp_max output row, K float weights
+    std::vector<float> zrow;      // soft: two dp_max output rows
+    std::vector<std::vector<int64_t>> srows;  // soft: per modality, rows queued for filling
+    std::vector<std::vector<float>> sw;       // soft: per modality, their K weights each
     std::vector<int64_t> pending;  // greedy: rows to score
     std::vector<uint64_t> amask;   // greedy: presence bitmask of each row of the chunk
     std::vector<Pattern> patterns;  // greedy: tables of the missing patterns seen (a cache)
@@ -286,6 +288,43 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
     }
   };
 
+  // Soft: z = sum_j w_j c_j^m for the queued rows of each modality, then x = z sigma + mu.
+  auto soft_write = [&](int64_t i, int m, const float* z) {
+    const int64_t d = norm.d[m];
+    if (out[m].dtype == DType::F32) {
+      float* o = static_cast<float*>(out[m].data) + i * out[m].row_stride;
+      const float* sgf = norm.sigma_f[m].data();
+      const float* muf = norm.mu_f[m].data();
+      for (int64_t k = 0; k < d; ++k) o[k] = z[k] * sgf[k] + muf[k];
+    } else {
+      double* o = static_cast<double*>(out[m].data) + i * out[m].row_stride;
+      const double* sg = norm.sigma[m].data();
+      const double* mu = norm.mu[m].data();
+      for (int64_t k = 0; k < d; ++k) o[k] = static_cast<double>(z[k]) * sg[k] + mu[k];
+    }
+  };
+  auto soft_fill = [&](Local& L) {
+    for (int m = 0; m < M; ++m) {
+      const std::vector<int64_t>& rows = L.srows[m];
+      const int64_t dp = norm.dp[m];
+      const float* X = model.zf(m).data();
+      const float* W = L.sw[m].data();
+      float* z0 = L.zrow.data();
+      float* z1 = z0 + dpm;
+      size_t q = 0;
+      for (; q + 2 <= rows.size(); q += 2) {
+        kern.wsum_rows2(W + q * K, W + (q + 1) * K, K, X, dp, dp, z0, z1);
+        soft_write(rows[q], m, z0);
+        soft_write(rows[q + 1], m, z1);
+      }
+      if (q < rows.size()) {
+        kern.wsum_rows(W + q * K, K, X, dp, dp, z0);
+        soft_write(rows[q], m, z0);
+      }
+      L.srows[m].clear();
+    }
+  };
+
   parallel_tasks(n_chunks, ctx, [&](int64_t ch, int tid) {
     Local& L = locals[tid];
     if (L.s.z.empty()) {
@@ -306,8 +345,13 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
       if (soft) {
         L.ex.resize(K);
         L.ex2.resize(K);
-        L.zrow.resize(dpm);
-        L.wf.resize(K);
+        L.zrow.resize(2 * dpm);
+        L.srows.resize(M);
+        L.sw.resize(M);
+        for (int m = 0; m < M; ++m) {
+          L.srows[m].reserve(chunk);
+          L.sw[m].resize(chunk * K);
+        }
       }
     }
     const int64_t r0 = ch * chunk, r1 = std::min(n, r0 + chunk);
@@ -398,26 +442,15 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
             if ((C.hmask[j] >> m & 1) && L.nA[j]) wsum += ex[j];
         }
         imputed[i * M + m] = 1;
-        const int64_t dp = norm.dp[m], d = norm.d[m];
-        float* z = L.zrow.data();
-        float* w = L.wf.data();
+        // The weights are queued; the weighted sums run below, two rows at a time.
+        L.srows[m].push_back(i);
+        float* w = L.sw[m].data() + (L.srows[m].size() - 1) * K;
         const double cut = kSoftSkip * wsum;
         for (int64_t j = 0; j < K; ++j)
           w[j] = (C.hmask[j] >> m & 1) && L.nA[j] && ex[j] >= cut ? static_cast<float>(ex[j] / wsum) : 0.f;
-        kern.wsum_rows(w, K, model.zf(m).data(), dp, dp, z);
-        const double* sg = norm.sigma[m].data();
-        const double* mu = norm.mu[m].data();
-        if (out[m].dtype == DType::F32) {
-          float* o = static_cast<float*>(out[m].data) + i * out[m].row_stride;
-          const float* sgf = norm.sigma_f[m].data();
-          const float* muf = norm.mu_f[m].data();
-          for (int64_t k = 0; k < d; ++k) o[k] = z[k] * sgf[k] + muf[k];
-        } else {
-          double* o = static_cast<double*>(out[m].data) + i * out[m].row_stride;
-          for (int64_t k = 0; k < d; ++k) o[k] = static_cast<double>(z[k]) * sg[k] + mu[k];
-        }
       });
     }
+    if (soft) soft_fill(L);
     if (!soft) greedy_rows(L, r0);
     kern.store_fence();  // the non-temporal row copies are visible before the task ends
   });

@@ -80,8 +80,14 @@ void copy_stream(void* dst, const void* src, size_t bytes) { std::memcpy(dst, sr
 
 void store_fence() {}
 
+void wsum_rows2(const float* w0, const float* w1, int64_t K, const float* X, int64_t ldx, int64_t dp,
+                float* y0, float* y1) {
+  wsum_rows(w0, K, X, ldx, dp, y0);
+  wsum_rows(w1, K, X, ldx, dp, y1);
+}
+
 }  // namespace
 
 const KernelTable kKernelsScalar = {SimdLevel::Scalar, "scalar", dot_block, normalize_f32,
-                                    normalize_f64, accum_f32, accum_f64, min_ratio, wsum_rows, copy_stream, store_fence};
+                                    normalize_f64, accum_f32, accum_f64, min_ratio, wsum_rows, wsum_rows2, copy_stream, store_fence};
 }  // namespace ul4m4
