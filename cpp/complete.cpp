@@ -364,6 +364,8 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
     }
     if (any) e_table(ds, norm, C, r0, r1, L.select.data(), L.s);
     L.pending.clear();
+    if (soft)  // a chunk that threw (bad input) may have left rows queued on this thread
+      for (auto& q : L.srows) q.clear();
 
     for (int64_t i = r0; i < r1; ++i) {
       const int64_t t = i - r0;

@@ -80,3 +80,22 @@ def test_out_rows_at_any_alignment_and_width(dtype, offset):
         for r, o, b, d in zip(ref, out, bufs, dims):
             np.testing.assert_array_equal(r, o)
             assert (b[:, :offset] == -3.0).all() and (b[:, offset + d:] == -3.0).all()
+
+
+def test_soft_error_mid_chunk_leaves_no_queued_rows():
+    """A NaN in an observed slot of a complete row is found while soft rows of the same chunk
+    are already queued; the call raises, and later calls on the same threads are unaffected."""
+    rng = np.random.default_rng(2)
+    X = [rng.normal(size=(3000, 20)).astype(np.float32), rng.normal(size=(3000, 12)).astype(np.float32)]
+    P = rng.random((3000, 2)) < 0.7
+    P[~P.any(axis=1), 0] = True
+    imp = ul4m4.UL4M4Imputer(6, random_state=0, completion="soft", n_threads=1, chunk_size=256).fit(X, mask=P)
+    ref = imp.transform(X, mask=P)
+    bad = [x.copy() for x in X]
+    i = int(np.flatnonzero(P.all(axis=1) & (np.arange(3000) > 200))[0])
+    bad[0][i, 3] = np.nan
+    for _ in range(3):
+        with pytest.raises(ValueError, match="NaN or inf"):
+            imp.transform(bad, mask=P)
+    for a, b in zip(ref, imp.transform(X, mask=P)):
+        np.testing.assert_array_equal(a, b)
