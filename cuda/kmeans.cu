@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "common.cuh"
+#include "ul4m4/rng.hpp"
 
 namespace ul4m4::cuda {
 using namespace detail;
@@ -285,34 +286,8 @@ void update_centres(const Desc& desc, const Geometry& g, const UpdateLayout& u, 
 
 // ------------------------------------------------------------------ k-means++
 
-// xoshiro256** seeded through splitmix64: the CPU engine's generator (cpp/kmeans.cpp), so
-// the draws are the same numbers for the same seed.
-struct Rng {
-  uint64_t s[4];
-  explicit Rng(uint64_t seed) {
-    for (auto& v : s) {
-      seed += 0x9E3779B97F4A7C15ull;
-      uint64_t z = seed;
-      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-      v = z ^ (z >> 31);
-    }
-  }
-  static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-  uint64_t next() {
-    const uint64_t r = rotl(s[1] * 5, 7) * 9;
-    const uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return r;
-  }
-  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-  int64_t below(int64_t n) { return std::min<int64_t>(n - 1, static_cast<int64_t>(uniform() * n)); }
-};
+// The CPU engine's generator (ul4m4/rng.hpp): the same draws for the same seed.
+using ul4m4::detail::Rng;
 
 struct SeedLayout {
   int64_t ntile = 0;
