@@ -127,3 +127,24 @@ def test_not_persisted_and_unbalanced_blocks(client):
     got = udask.fit(ul4m4.UL4M4Imputer(5, max_iter=50), dXs, P, init=init, client=client)
     np.testing.assert_array_equal(got.labels_, ref.labels_)
     assert got.n_iter_ == ref.n_iter_
+
+
+def test_one_task_per_worker_per_pass_and_explicit_threads(client):
+    # 7 uneven blocks on 2 workers: every Lloyd pass is one task per worker (its blocks in
+    # block order), with the estimator's n_threads when given; the result is unchanged.
+    Xs, P = _data(n=2600, seed=13)
+    init = _init(Xs, P, 6)
+    ref = ul4m4.UL4M4Imputer(6, init=init, max_iter=50, tol=0.0).fit(Xs, mask=P)
+    dXs = [da.from_array(X, chunks=(400, X.shape[1])) for X in Xs]
+    dP = da.from_array(P, chunks=(400, 3))
+    for nt in (None, 2):
+        with distributed.get_task_stream(client) as ts:
+            got = udask.fit(ul4m4.UL4M4Imputer(6, max_iter=50, tol=0.0, n_threads=nt), dXs, dP, init=init,
+                            client=client)
+        np.testing.assert_array_equal(got.labels_, ref.labels_)
+        assert got.n_iter_ == ref.n_iter_
+        for a, b in zip(got.cluster_centers_, ref.cluster_centers_):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-8)
+        names = [str(t["key"][0] if isinstance(t["key"], tuple) else t["key"]) for t in ts.data]
+        steps = [k for k in names if k.startswith("_group_step")]
+        assert len(steps) == 2 * (got.n_iter_ + 1), names

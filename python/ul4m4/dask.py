@@ -17,6 +17,12 @@ installed on every worker.
      (one pass over the data), keeps each block's labels on its worker for the next
      iteration's "changed" test, and applies the section-4 update to the summed results.
 
+  With persisted blocks on a distributed client each block is pinned to one worker, and a
+  pass is one task per worker that runs its blocks in block order with all the worker's
+  threads (``n_threads`` of the estimator when set): one scheduler round trip per worker
+  per pass instead of one per block. The per-block summaries still come back separately and
+  are added in block order, so the result does not depend on which worker holds a block.
+
   The result equals :meth:`UL4M4Imputer.fit` on the same data with the same initial centres:
   labels exactly and the same number of iterations, centres to rounding (float64 sums added
   in a different order).
@@ -163,6 +169,10 @@ class _Blocks:
                 moved.append(self.blk[b])
         if moved:
             wait(moved)
+        threads = {w: int(v.get("nthreads", 1) or 1) for w, v in client.scheduler_info()["workers"].items()}
+        # The blocks of each worker, in block order: every pass is one task per worker.
+        self.groups = [(w, [b for b in range(len(self.blk)) if self.where[b] == w], threads.get(w, 1))
+                       for w in workers if any(self.where[b] == w for b in range(len(self.blk)))]
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -245,6 +255,21 @@ def _block_step(pack, blk, prev, n_threads, chunk):
                          int(r["n_changed"]))
 
 
+def _group_each(fn, blks, args, n_threads):
+    """fn on each of one worker's blocks in turn; a threaded fn (n_threads not None) has its
+    last argument replaced by n_threads."""
+    if n_threads is None:
+        return [fn(blk, *a) for blk, a in zip(blks, args)]
+    return [fn(blk, *a[:-1], n_threads) for blk, a in zip(blks, args)]
+
+
+def _group_step(pack, blks, prev, n_threads, chunk):
+    """One Lloyd pass over one worker's blocks: (labels per block, summary per block)."""
+    labels = prev[0] if prev is not None else [None] * len(blks)
+    out = [_block_step(pack, blk, p, n_threads, chunk) for blk, p in zip(blks, labels)]
+    return [o[0] for o in out], [o[1] for o in out]
+
+
 def _block_complete(pack, blk, r0, opts):
     imp_stub, completion, ts, temp, n_threads = opts
     model = _model_of(pack)
@@ -272,14 +297,25 @@ class _Runner:
         self.client = client
         self.B = B
 
-    def _submit(self, fn, b, *args):
-        return self.client.submit(fn, self.B.blk[b], *args, workers=[self.B.where[b]], allow_other_workers=False,
-                                  pure=False)
-
-    def each(self, fn, blocks, args) -> list:
-        """fn(block b, *args[i]) for b in blocks, results gathered in that order."""
+    def each(self, fn, blocks, args, threaded: bool = False) -> list:
+        """fn(block b, *args[i]) for b in blocks, results gathered in that order. ``threaded``:
+        fn's last argument is its n_threads (None: on a distributed worker, all its threads)."""
         if self.B.futures:
-            return self.client.gather([self._submit(fn, b, *a) for b, a in zip(blocks, args)])
+            # one task per worker over its blocks (fewer scheduler round trips), with the
+            # worker's threads unless the caller fixed n_threads (the last argument)
+            byb = dict(zip(blocks, args))
+            futs, order = [], []
+            for w, bs, nthr in self.B.groups:
+                bs = [b for b in bs if b in byb]
+                if not bs:
+                    continue
+                nt = byb[bs[0]][-1] if threaded else None
+                futs.append(self.client.submit(_group_each, fn, [self.B.blk[b] for b in bs], [byb[b] for b in bs],
+                                               None if not threaded else nthr if nt is None else nt, workers=[w],
+                                               allow_other_workers=False, pure=False))
+                order += bs
+            got = dict(zip(order, (r for rs in self.client.gather(futs) for r in rs)))
+            return [got[b] for b in blocks]
         tasks = [self.dask.delayed(fn, pure=False)(self.B.blk[b], *a) for b, a in zip(blocks, args)]
         if self.client is not None:
             return list(self.client.compute(tasks, sync=True))
@@ -289,14 +325,19 @@ class _Runner:
         """One Lloyd pass: (per-block handles of the labels, per-block summaries)."""
         B = self.B
         if B.futures:
+            # One task per worker, over its blocks in block order; it keeps the labels on the
+            # worker (the next pass's "changed" test) and only the summaries travel.
             import operator as op
 
-            st = [self.client.submit(_block_step_on, B.blk[b], pack, prev[b], n_threads, chunk,
-                                     workers=[B.where[b]], allow_other_workers=False, pure=False)
-                  for b in range(len(B))]
-            sm = [self.client.submit(op.getitem, st[b], 1, workers=[B.where[b]], allow_other_workers=True,
-                                     pure=False) for b in range(len(B))]
-            return st, self.client.gather(sm)
+            st = [self.client.submit(_group_step, pack, [B.blk[b] for b in bs], prev[g], nthr if n_threads is None
+                                     else n_threads, chunk, workers=[w], allow_other_workers=False, pure=False)
+                  for g, (w, bs, nthr) in enumerate(B.groups)]
+            sm = [self.client.submit(op.getitem, f, 1, workers=[w], allow_other_workers=True, pure=False)
+                  for f, (w, _, _) in zip(st, B.groups)]
+            got = {}
+            for (_, bs, _), summ in zip(B.groups, self.client.gather(sm)):
+                got.update(zip(bs, summ))
+            return st, [got[b] for b in range(len(B))]
         outs = []
         for b in range(len(B)):
             lab, summ = self.dask.delayed(_block_step, nout=2, pure=False)(pack, B.blk[b], prev[b], n_threads, chunk)
@@ -314,7 +355,11 @@ class _Runner:
         elif self.B.futures:
             import operator as op
 
-            parts = self.client.gather([self.client.submit(op.getitem, h, 0, pure=False) for h in handles])
+            got = {}
+            for (_, bs, _), labs in zip(self.B.groups, self.client.gather(
+                    [self.client.submit(op.getitem, h, 0, pure=False) for h in handles])):
+                got.update(zip(bs, labs))
+            parts = [got[b] for b in range(len(self.B))]
         else:
             parts = self.client.gather(handles)
         return np.concatenate(parts).astype(np.int32, copy=False)
@@ -323,10 +368,6 @@ class _Runner:
         if self.client is not None:
             return self.client.scatter(obj, broadcast=True, hash=False)
         return self.dask.delayed(obj, traverse=False)
-
-
-def _block_step_on(blk, pack, prev, n_threads, chunk):
-    return _block_step(pack, blk, prev, n_threads, chunk)
 
 
 def _pack(mu, sigma, C, H_u8):
@@ -368,7 +409,7 @@ def fit(imputer: UL4M4Imputer, arrays: Sequence[Any], mask: Any = None, init: An
 
     # ---- statistics (one pass), merged in block order
     parts = run.each(_block_moments, range(len(B)),
-                     [(int(B.offsets[b]), imp.empty_rows == "error", nt) for b in range(len(B))])
+                     [(int(B.offsets[b]), imp.empty_rows == "error", nt) for b in range(len(B))], threaded=True)
     mom = _Moments(B.dims)
     eligible = 0
     for count, mean, m2, elig in parts:
@@ -422,7 +463,7 @@ def fit(imputer: UL4M4Imputer, arrays: Sequence[Any], mask: Any = None, init: An
 
         def pass_fn(mu_, sigma_, C, H_u8, first):
             pack = run.broadcast(_pack(mu_, sigma_, C, H_u8))
-            prev = [None] * len(B) if first else state["labels"]
+            prev = [None] * (len(B.groups) if B.futures else len(B)) if first else state["labels"]
             labs, summs = run.steps(pack, prev, nt, chunk)
             acc = _Summed()
             for s in summs:  # block order: deterministic sums
