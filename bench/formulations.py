@@ -169,7 +169,7 @@ class TorchGemm:
         C = []
         for m, X in enumerate(self.Xs):
             idx = t.nonzero(ok & self.P[:, m]).squeeze(1)
-            sums = t.zeros((K, X.shape[1]), dtype=X.dtype).index_add_(0, lab[idx], X[idx])
+            sums = t.zeros((K, X.shape[1]), dtype=X.dtype, device=X.device).index_add_(0, lab[idx], X[idx])
             cnt = t.bincount(lab[idx], minlength=K)
             has = cnt > 0
             c = self.C[m].clone()

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -6,7 +7,8 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # tests/reference.py
 
-SHARED = HERE.parents[0].parent / "shared"
+# ../shared beside the checkout, or UL4M4_SHARED (a copy elsewhere, e.g. on the device machine)
+SHARED = Path(os.environ.get("UL4M4_SHARED") or HERE.parents[0].parent / "shared")
 GOLDEN = SHARED / "golden"
 
 
