@@ -175,6 +175,35 @@ def test_transform_to_npy_on_memmap_equals_transform(tmp_path, completion):
         np.testing.assert_array_equal(g, r)
 
 
+def test_iter_transform_never_writes_the_callers_arrays(tmp_path):
+    # Chunks read into buffers of ul4m4's own (files, memory maps) are completed in place;
+    # chunks that are views of an in-memory array go to new arrays: the input stays as it was.
+    Xs, P = _data(n=1500, seed=21)
+    Xn = [np.where(P[:, m:m + 1], X, np.nan).astype(X.dtype) for m, X in enumerate(Xs)]
+    imp = ul4m4.UL4M4Imputer(6, random_state=0).fit(Xn)
+    ref = imp.transform(Xn)
+    before = [x.copy() for x in Xn]
+    mXs, _ = _save(tmp_path, Xn, P)
+    sources = [Xn, mXs]
+    torch = None
+    try:
+        import torch
+    except ImportError:
+        pass
+    if torch is not None:
+        sources.append([torch.from_numpy(x) for x in Xn])
+    for src in sources:
+        parts = list(iter_transform(imp, src, chunk_rows=400))
+        for m in range(3):
+            np.testing.assert_array_equal(np.concatenate([o[m] for _, _, o, _, _ in parts]), ref[m])
+            for _, _, o, _, _ in parts:
+                assert not np.shares_memory(o[m], Xn[m])
+        for x, b in zip(Xn, before):
+            np.testing.assert_array_equal(x, b)  # NaN slots still NaN: nothing written
+    for m, x in enumerate(mXs):
+        np.testing.assert_array_equal(np.load(tmp_path / f"in_{m}.npy"), before[m])
+
+
 def test_transform_to_npy_nan_marked_and_slices_and_errors(tmp_path):
     Xs, P = _data(n=900, seed=9)
     Xn = [np.where(P[:, m:m + 1], X, np.nan).astype(X.dtype) for m, X in enumerate(Xs)]

@@ -200,6 +200,8 @@ class _FileRows:
     """Rows of a C-ordered array stored in a file at a byte offset (an .npy file, or the
     whole-file np.memmap of one), read with pread: nothing is mapped."""
 
+    private = True  # read(out=None) returns a new array of its own
+
     def __init__(self, path: str, offset: int, shape: Tuple[int, int], dtype: np.dtype):
         self.path = str(path)
         self.offset = int(offset)
@@ -248,6 +250,8 @@ class _MappedRows:
     """A memory-mapped array we cannot read by file offset (a slice of a memmap): copy the
     rows, then release the touched pages of the mapping (madvise DONTNEED)."""
 
+    private = True
+
     def __init__(self, a: np.ndarray, mm: mmap.mmap):
         self.a = a
         self.mm = mm
@@ -291,6 +295,8 @@ class _MappedRows:
 
 class _SliceRows:
     """Any array with shape / dtype / row slicing: numpy, zarr, h5py, torch (CPU)."""
+
+    private = False  # read() may return a view of the caller's array
 
     def __init__(self, a: Any):
         self.a = a
@@ -998,7 +1004,10 @@ def iter_transform(imputer: UL4M4Imputer, sources: Any, mask: Any = None, *, chu
         pf = _Prefetch(src, _ranges(src.n, src.chunk_rows(chunk_rows)), depth=1, pool=False, n_threads=nt)
         try:
             for r0, r1, Xs, P, _ in pf:
-                outs = [np.empty_like(x) for x in Xs]
+                # A chunk read into a new buffer of ours (files, memory maps) is completed in
+                # place and handed over; a chunk that may be a view of the caller's array
+                # goes to a new output array (the caller's data are never written).
+                outs = [x if r.private else np.empty_like(x) for x, r in zip(Xs, src.readers)]
                 im, un = _complete_chunk(imp, model, Xs, P, outs, completion, ts, temp, nt, r0)
                 yield r0, r1, outs, im, un
         finally:
