@@ -14,8 +14,11 @@ What it does:
 2. Raw read rate: every modality file read in chunks of ``--chunk-mb`` MiB of rows (the
    rows of one chunk of every file, as the completion reads them), with pread into reused
    buffers: MB/s and rows/s.
-3. Read + write rate: the same reads, each chunk written to new files (the I/O floor of
-   any completion that writes a full output, which ul4m4 impute does).
+3. Read + write rate: the same reads, each chunk written to new files, one after the
+   other (plain copy); then the write rate alone (as many bytes written from one reused
+   chunk) and the overlapped copy (ul4m4's reader and writer threads as transform_to_npy
+   uses them, nothing in between): the I/O floors of a completion that writes a full
+   output, which ul4m4 impute does.
 4. The model: ``fit_streaming(max_rows=--fit-rows)``, i.e. k-means++ and Lloyd on a uniform
    sample of rows (in memory), K = ``--k``. Then a streaming fit of ``--fit-iter`` Lloyd
    iterations on all rows with the sample model's centres as explicit init (its pass rate).
@@ -151,6 +154,64 @@ def child_read(d: Path, chunk: int, write_dir: str) -> dict:
     t2 = time.perf_counter()
     src.close()
     return dict(seconds=t1 - t0, seconds_with_sync=t2 - t0, bytes=nbytes, rows=src.n, vm_hwm_kib=_vm("VmHWM"))
+
+
+def child_write(d: Path, chunk: int, write_dir: str) -> dict:
+    """Write only: as many bytes as the dataset, from one reused chunk of its rows, to new
+    .npy files in chunks (the disk's write rate: the floor of any run that writes a full
+    output, whatever else it does)."""
+    from ul4m4.outofcore import ChunkSource, _NpyWriter
+
+    Xs = [np.load(d / f"{nm}.npy", mmap_mode="r") for nm in NAMES]
+    src = ChunkSource(Xs)
+    bufs = [r.read(0, min(src.n, chunk), b) for r, b in zip(src.readers, src.new_buffers(chunk))]
+    writers = [_NpyWriter(Path(write_dir) / f"{nm}.npy", (src.n, dm), np.float32) for nm, dm in zip(NAMES, DIMS)]
+    t0 = time.perf_counter()
+    nbytes = 0
+    for r0 in range(0, src.n, chunk):
+        r1 = min(src.n, r0 + chunk)
+        for m, w in enumerate(writers):
+            w.write(r0, bufs[m][:r1 - r0])
+            nbytes += (r1 - r0) * bufs[m].shape[1] * 4
+    for w in writers:
+        w.close()
+    t1 = time.perf_counter()
+    os.sync()
+    t2 = time.perf_counter()
+    src.close()
+    return dict(seconds=t1 - t0, seconds_with_sync=t2 - t0, bytes=nbytes, rows=src.n, vm_hwm_kib=_vm("VmHWM"))
+
+
+def child_copy(d: Path, chunk: int, write_dir: str) -> dict:
+    """Overlapped copy: ul4m4's own reader and writer threads (as transform_to_npy uses
+    them) with nothing in between: the I/O floor of its completion to .npy."""
+    from ul4m4.outofcore import ChunkSource, _NpyWriter, _Prefetch, _ranges, _WriterThread
+
+    Xs = [np.load(d / f"{nm}.npy", mmap_mode="r") for nm in NAMES]
+    src = ChunkSource(Xs)
+    writers = [_NpyWriter(Path(write_dir) / f"{nm}.npy", (src.n, dm), np.float32) for nm, dm in zip(NAMES, DIMS)]
+
+    def write(r0, xs):
+        for w, x in zip(writers, xs):
+            w.write(r0, x)
+
+    t0 = time.perf_counter()
+    wt = _WriterThread(write, depth=1)
+    pf = _Prefetch(src, _ranges(src.n, chunk), depth=1, pool=True, n_threads=1, rows=chunk)
+    try:
+        for r0, r1, xs, _, bufs in pf:
+            wt.put(r0, xs, (lambda b=bufs: pf.release(b)))
+    finally:
+        pf.close()
+    wt.finish()
+    for w in writers:
+        w.close()
+    t1 = time.perf_counter()
+    os.sync()
+    t2 = time.perf_counter()
+    src.close()
+    return dict(seconds=t1 - t0, seconds_with_sync=t2 - t0, bytes=src.n * src.row_bytes, rows=src.n,
+                vm_hwm_kib=_vm("VmHWM"))
 
 
 def child_impute(d: Path, model: str, chunk: int, out_dir: str, completion: str) -> dict:
@@ -316,6 +377,14 @@ def bench_dask(d: Path, rows: int, k: int, max_iter: int, block_rows: int, repea
         t0 = time.perf_counter()
         ref_out = ref.transform(Xs, mask=P)
         res["single_transform_seconds"] = time.perf_counter() - t0
+        # kept on the workers (as da.store / to_zarr from the workers would use them) ...
+        t0 = time.perf_counter()
+        filled, im, un = udask.transform(ref, dXs, dP, client=client)
+        kept = client.persist(list(filled) + [im, un])
+        distributed.wait(kept)
+        res["dask_transform_on_workers_seconds"] = time.perf_counter() - t0
+        del kept
+        # ... and gathered into the client's memory (2 x the data through the network stack)
         t0 = time.perf_counter()
         filled, im, un = udask.transform(ref, dXs, dP, client=client)
         outs = dask.compute(*filled, im, un)
@@ -336,7 +405,8 @@ def _print_dask(r: dict) -> None:
           f"({gb(r['bytes'])}), K={r['K']}, {r['dask_n_iter']}/{r['single_n_iter']} iterations, labels "
           f"equal: {r['labels_equal']}, centres max rel diff {r['centres_max_rel_diff']:.1e}; "
           f"load into workers {r['dask_load_seconds']:.1f} s (not counted)", flush=True)
-    print(f"dask transform:      {r['dask_transform_seconds']:7.1f} s vs single process "
+    print(f"dask transform:      {r['dask_transform_on_workers_seconds']:7.1f} s kept on the workers, "
+          f"{r['dask_transform_seconds']:.1f} s gathered to the client, vs single process "
           f"{r['single_transform_seconds']:.1f} s; equal: {r['transform_equal']}", flush=True)
     print(f"dask iteration:      median {min(r['dask_iteration_median_seconds']):.3f} s vs single process "
           f"{min(r['single_iteration_median_seconds']):.3f} s = "
@@ -374,6 +444,10 @@ def main(argv=None) -> int:
         d = Path(args.data)
         if args.mode == "read":
             r = child_read(d, args.chunk, args.out)
+        elif args.mode == "write":
+            r = child_write(d, args.chunk, args.out)
+        elif args.mode == "copy":
+            r = child_copy(d, args.chunk, args.out)
         elif args.mode == "impute":
             r = child_impute(d, args.model, args.chunk, args.out, args.completion)
         elif args.mode == "cli":
@@ -463,6 +537,22 @@ def main(argv=None) -> int:
               f"(with final sync: {r['seconds_with_sync']:.1f} s, {r['rows'] / r['seconds_with_sync']:,.0f} rows/s); "
               f"peak RSS {rss / 1024:.0f} MiB", flush=True)
 
+        # 3b. write only (the disk's write rate) and the overlapped copy (ul4m4's own reader
+        # and writer threads, no completion): the real I/O floor of a completion to .npy
+        for mode, key, label in (("write", "write_only", "write only:         "),
+                                 ("copy", "overlapped_copy", "overlapped copy:    ")):
+            copy_dir.mkdir(exist_ok=True)
+            drop()
+            r, rss = run_child(args, ["--mode", mode, "--data", str(data), "--chunk", str(chunk), "--out",
+                                      str(copy_dir)])
+            shutil.rmtree(copy_dir)
+            results[key] = dict(r, rows_per_s=r["rows"] / r["seconds"], mb_per_s=r["bytes"] / r["seconds"] / 1e6,
+                                rows_per_s_with_sync=r["rows"] / r["seconds_with_sync"], max_rss_kib=rss,
+                                vs_raw_read=r["rows"] / r["seconds"] / read_rate)
+            print(f"{label} {r['seconds']:7.1f} s  {r['bytes'] / r['seconds'] / 1e6:7.0f} MB/s  "
+                  f"{r['rows'] / r['seconds']:9,.0f} rows/s = {r['rows'] / r['seconds'] / read_rate:.0%} of raw read "
+                  f"(with final sync: {r['seconds_with_sync']:.1f} s); peak RSS {rss / 1024:.0f} MiB", flush=True)
+
         # 4. model
         Xs = [np.load(data / f"{nm}.npy", mmap_mode="r") for nm in NAMES]
         mask = np.load(data / "mask.npy", mmap_mode="r")
@@ -503,9 +593,12 @@ def main(argv=None) -> int:
         rate = r["rows"] / r["seconds"]
         results["complete_to_npy"] = dict(r, rows_per_s=rate, rows_per_s_with_sync=r["rows"] / r["seconds_with_sync"],
                                           max_rss_kib=rss, vs_raw_read=rate / read_rate,
-                                          vs_read_write=rate / results["read_write_copy"]["rows_per_s"])
+                                          vs_read_write=rate / results["read_write_copy"]["rows_per_s"],
+                                          vs_write_only=rate / results["write_only"]["rows_per_s"],
+                                          vs_overlapped_copy=rate / results["overlapped_copy"]["rows_per_s"])
         print(f"complete to .npy:    {r['seconds']:7.1f} s  {rate:9,.0f} rows/s  = {rate / read_rate:.0%} of raw read, "
-              f"{rate / results['read_write_copy']['rows_per_s']:.0%} of read+write; with final sync "
+              f"{rate / results['write_only']['rows_per_s']:.0%} of write only, "
+              f"{rate / results['overlapped_copy']['rows_per_s']:.0%} of the overlapped copy; with final sync "
               f"{r['seconds_with_sync']:.1f} s; peak RSS {rss / 1024:.0f} MiB", flush=True)
         # check a few rows of the output
         o = np.load(out / f"{NAMES[1]}.npy", mmap_mode="r")
