@@ -147,7 +147,8 @@ class _Blocks:
         from distributed import wait
 
         who = client.who_has(self.blk)
-        workers = sorted(client.scheduler_info()["workers"])
+        info = _workers_info(client)
+        workers = sorted(info)
         count = {w: 0 for w in workers}
         for b, f in enumerate(self.blk):
             w = (list(who.get(f.key, ())) or list(who.get(str(f.key), ())) or [workers[0]])[0]
@@ -169,13 +170,22 @@ class _Blocks:
                 moved.append(self.blk[b])
         if moved:
             wait(moved)
-        threads = {w: int(v.get("nthreads", 1) or 1) for w, v in client.scheduler_info()["workers"].items()}
         # The blocks of each worker, in block order: every pass is one task per worker.
-        self.groups = [(w, [b for b in range(len(self.blk)) if self.where[b] == w], threads.get(w, 1))
-                       for w in workers if any(self.where[b] == w for b in range(len(self.blk)))]
+        self.groups = [(w, [b for b in range(len(self.blk)) if self.where[b] == w],
+                        max(1, int(info.get(w, {}).get("nthreads", 1) or 1)))
+                       for w in sorted(set(self.where))]
 
     def __len__(self) -> int:
         return len(self.rows)
+
+
+def _workers_info(client) -> dict:
+    """{worker address: info} for every worker (some distributed versions list only the
+    first 5 unless asked for all)."""
+    try:
+        return dict(client.scheduler_info(n_workers=-1)["workers"])
+    except TypeError:  # a version without n_workers lists them all
+        return dict(client.scheduler_info()["workers"])
 
 
 def _contig(Xs: Sequence[np.ndarray]) -> List[np.ndarray]:
