@@ -99,3 +99,29 @@ def test_soft_error_mid_chunk_leaves_no_queued_rows():
             imp.transform(bad, mask=P)
     for a, b in zip(ref, imp.transform(X, mask=P)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_soft_rows_in_groups_equal_rows_alone(dtype):
+    """Soft completion sums the centre rows for two queued rows at a time, sharing the
+    loads; every grouping must give the bits of completing each row alone, at every SIMD
+    level, including rows whose weights are mostly exact zeros (a small temperature cuts
+    them)."""
+    rng = np.random.default_rng(5)
+    dims = [16, 40, 23]
+    X = [rng.normal(size=(150, d)).astype(dtype) * (1 + m) for m, d in enumerate(dims)]
+    P = rng.random((150, 3)) < 0.5
+    P[~P.any(axis=1), 1] = True
+    imp = ul4m4.UL4M4Imputer(9, random_state=0, completion="soft", chunk_size=64).fit(X, mask=P)
+    level = ul4m4.simd_level()
+    try:
+        for lv in ul4m4.available_simd_levels():
+            ul4m4.set_simd_level(lv)
+            for ts in (1.0, 1 / 64):
+                out = imp.transform(X, mask=P, temperature_scale=ts)
+                for i in range(0, 150, 7):
+                    one = imp.transform([x[i:i + 1] for x in X], mask=P[i:i + 1], temperature_scale=ts)
+                    for m in range(3):
+                        np.testing.assert_array_equal(one[m][0], out[m][i], err_msg=f"{lv} ts={ts} row {i}")
+    finally:
+        ul4m4.set_simd_level(level)
