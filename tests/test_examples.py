@@ -49,3 +49,18 @@ def test_torch_fusion_pieces():
     assert head(views).shape == (10, 4)
     yt = torch.tensor([0, 1, 2, 2])
     assert mod.f1_micro(yt, torch.tensor([0, 1, 2, 0]), 3) == 0.75
+
+
+def test_large_data_quick():
+    """examples/large_data.py: memory-mapped fit and completion to .npy, and the Dask fit
+    (skipped inside the script when dask is absent) with labels equal to fit_streaming."""
+    r = subprocess.run([sys.executable, str(EXAMPLES / "large_data.py"), "--quick"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"completed 20,000 rows in .*: [0-9,]+ slots imputed, 0 unfilled", r.stdout), r.stdout
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        assert "skipping the Dask part" in r.stdout
+    else:
+        assert "labels equal to fit_streaming: True" in r.stdout, r.stdout

@@ -328,3 +328,20 @@ def test_progress_bar_text():
     assert quiet.getvalue() == ""
     src = ChunkSource([np.zeros((10, 2), np.float32)])
     assert src.chunk_rows(None) == outofcore.DEFAULT_CHUNK_BYTES // 8 and src.n == 10
+
+
+def test_progress_rate_of_a_new_stage_counts_from_its_start():
+    """A stage's first report arrives after its first chunk; its rate counts from the
+    previous report (or the bar's creation), not from that first report."""
+    import io
+    import time
+
+    bar = Progress(enabled=True, file=io.StringIO())
+    time.sleep(0.05)
+    bar(100, 1000, "completion")  # first report of the first stage, 50 ms after the start
+    assert bar.rate < 100 / 0.04
+    time.sleep(0.05)
+    bar(1000, 1000, "completion")
+    time.sleep(0.05)
+    bar(300, 3000, "statistics")  # a new stage, 50 ms after the previous report
+    assert 300 / 0.2 < bar.rate < 300 / 0.04

@@ -16,6 +16,9 @@ Only a bounded number of chunks is held at any time, whatever the number of rows
   ``6 x chunk bytes`` + the model, whatever N. With the default chunk of 32 MiB of input
   that is about 200 MiB (measured peak resident memory of the whole process, interpreter
   included: 230 MiB on a 1 GB dataset, the same on 20 GB; see bench/outofcore.py).
+* :func:`iter_transform`: the chunk being completed, the one read ahead and the chunks the
+  caller still holds (each yielded chunk is a new array, completed in place when it was
+  read from a file or a memory map).
 * :func:`fit_streaming`: three input chunks (reading ahead by one), float64 scratch of at
   most 4096 x max(d_m) x 8 bytes x 2 for the statistics, the K x sum(d_m) float64 update
   sums, the labels of all N rows (N x 4 bytes), and the k-means++ seeding sample
@@ -90,13 +93,14 @@ class Progress:
         self.enabled = bool(enabled)
         self.unit = unit
         self._open = False
+        self._event = time.perf_counter()
         self._reset(total, what)
 
-    def _reset(self, total: int, what: str) -> None:
+    def _reset(self, total: int, what: str, t0: Optional[float] = None) -> None:
         self.total = max(int(total), 0)
         self.what = what
         self.done = 0
-        self.t0 = time.perf_counter()
+        self.t0 = time.perf_counter() if t0 is None else t0
         self._last = 0.0
         self._width = 0
 
@@ -109,8 +113,11 @@ class Progress:
         if what != self.what or total != self.total:
             if self._open:
                 self.close()
-            self._reset(total, what)
+            # a stage's first report comes after its first chunk: the stage began at the
+            # previous report (or when the bar was made), not now
+            self._reset(total, what, t0=self._event)
         self.update(done)
+        self._event = time.perf_counter()
 
     def update(self, done: int, force: bool = False) -> None:
         self.done = int(done)
