@@ -127,6 +127,17 @@ def make_dataset(d: Path, n: int, chunk: int, seed: int = 0) -> None:
 
 
 # ---------------------------------------------------------------------------- child modes
+def _finish(t0: float, writers, src, nbytes: int) -> dict:
+    """Close the writers, then time to here and to the end of a final sync."""
+    for w in writers:
+        w.close()
+    t1 = time.perf_counter()
+    os.sync()
+    t2 = time.perf_counter()
+    src.close()
+    return dict(seconds=t1 - t0, seconds_with_sync=t2 - t0, bytes=nbytes, rows=src.n, vm_hwm_kib=_vm("VmHWM"))
+
+
 def child_read(d: Path, chunk: int, write_dir: str) -> dict:
     """Raw read (and optionally write) of the dataset files in chunks of rows."""
     from ul4m4.outofcore import ChunkSource, _NpyWriter
@@ -147,13 +158,7 @@ def child_read(d: Path, chunk: int, write_dir: str) -> dict:
             nbytes += x.nbytes
             if writers:
                 writers[m].write(r0, x)
-    for w in writers:
-        w.close()
-    t1 = time.perf_counter()
-    os.sync()
-    t2 = time.perf_counter()
-    src.close()
-    return dict(seconds=t1 - t0, seconds_with_sync=t2 - t0, bytes=nbytes, rows=src.n, vm_hwm_kib=_vm("VmHWM"))
+    return _finish(t0, writers, src, nbytes)
 
 
 def child_write(d: Path, chunk: int, write_dir: str) -> dict:
@@ -173,13 +178,7 @@ def child_write(d: Path, chunk: int, write_dir: str) -> dict:
         for m, w in enumerate(writers):
             w.write(r0, bufs[m][:r1 - r0])
             nbytes += (r1 - r0) * bufs[m].shape[1] * 4
-    for w in writers:
-        w.close()
-    t1 = time.perf_counter()
-    os.sync()
-    t2 = time.perf_counter()
-    src.close()
-    return dict(seconds=t1 - t0, seconds_with_sync=t2 - t0, bytes=nbytes, rows=src.n, vm_hwm_kib=_vm("VmHWM"))
+    return _finish(t0, writers, src, nbytes)
 
 
 def child_copy(d: Path, chunk: int, write_dir: str) -> dict:
@@ -204,14 +203,7 @@ def child_copy(d: Path, chunk: int, write_dir: str) -> dict:
     finally:
         pf.close()
     wt.finish()
-    for w in writers:
-        w.close()
-    t1 = time.perf_counter()
-    os.sync()
-    t2 = time.perf_counter()
-    src.close()
-    return dict(seconds=t1 - t0, seconds_with_sync=t2 - t0, bytes=src.n * src.row_bytes, rows=src.n,
-                vm_hwm_kib=_vm("VmHWM"))
+    return _finish(t0, writers, src, src.n * src.row_bytes)
 
 
 def child_impute(d: Path, model: str, chunk: int, out_dir: str, completion: str) -> dict:
