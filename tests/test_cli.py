@@ -113,6 +113,35 @@ def test_fit_impute_round_trip(dataset, capsys):
     assert not [p for p in os.listdir(out) if p.startswith(".")]  # no temporary file left
 
 
+def test_impute_to_zarr(dataset, capsys):
+    model = _fit(dataset)
+    imp = ul4m4.UL4M4Imputer.load(model)
+    out = dataset["dir"] / "zout"
+    argv = ["impute", "--model", str(model), *_mods(dataset), "--mask", str(dataset["paths"]["mask"]),
+            "--out-dir", str(out), "--chunk-rows", "70", "--format", "zarr", "-q"]
+    try:
+        import zarr
+    except ImportError:
+        _error(capsys, argv, "--format zarr needs zarr", "pip install zarr")
+        assert not (out / "completed.zarr").exists()
+        return
+    assert main(argv) == 0
+    filled, imputed, unfilled = imp.transform(dataset["X"], mask=dataset["mask"], return_masks=True)
+    g = zarr.open_group(str(out / "completed.zarr"), mode="r")
+    for name, ref in zip(("text", "audio", "video"), filled):
+        got = g[name][:]
+        assert got.dtype == ref.dtype
+        np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(g["imputed_mask"][:], imputed)
+    np.testing.assert_array_equal(g["unfilled_mask"][:], unfilled)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["format"] == "zarr" and manifest["files"] == ["completed.zarr"]
+    assert sorted(os.listdir(out)) == ["completed.zarr", "manifest.json"]
+    # a second run does not write over the first
+    capsys.readouterr()
+    _error(capsys, argv, "completed.zarr: already exists")
+
+
 def test_fit_matches_api(dataset):
     model = _fit(dataset)
     ref = ul4m4.UL4M4Imputer(6, random_state=1).fit(dataset["X"], mask=dataset["mask"])

@@ -353,7 +353,7 @@ def cmd_fit(args) -> int:
 # ---------------------------------------------------------------------------- impute
 def cmd_impute(args) -> int:
     from . import UL4M4Imputer
-    from .outofcore import Progress, transform_to_npy
+    from .outofcore import Progress, transform_to_npy, transform_to_zarr
 
     if not Path(args.model).exists():
         raise CLIError(f"{args.model}: no such file (--model)")
@@ -390,25 +390,41 @@ def cmd_impute(args) -> int:
         raise CLIError(f"{out_dir}: cannot create the output directory ({exc.strerror})") from None
 
     n = arrays[0].shape[0]
+    zpath = out_dir / "completed.zarr"
+    if args.format == "zarr":
+        try:
+            import zarr  # noqa: F401
+        except ImportError:
+            raise CLIError("--format zarr needs zarr: pip install zarr (or use --format npy)") from None
+        if zpath.exists():
+            raise CLIError(f"{zpath}: already exists; remove it or choose another --out-dir")
     bar = Progress(n, "impute", enabled=_progress_enabled(args))
-    # Chunk by chunk into temporary files, renamed only when all are complete; the working
-    # set is a few chunks whatever n (ul4m4.outofcore.transform_to_npy).
+    # Chunk by chunk into temporary files (or a temporary zarr group), renamed only when all
+    # are complete; the working set is a few chunks whatever n (ul4m4.outofcore).
+    kw = dict(names=names, mask=mask, chunk_rows=args.chunk_rows, completion=completion,
+              temperature_scale=args.temperature_scale, temperature=args.temperature, progress=bar)
     try:
-        res = transform_to_npy(imp, arrays, out_dir=out_dir, names=names, mask=mask, chunk_rows=args.chunk_rows,
-                               completion=completion, temperature_scale=args.temperature_scale,
-                               temperature=args.temperature, progress=bar)
+        if args.format == "zarr":
+            res = transform_to_zarr(imp, arrays, out_path=zpath, **kw)
+        else:
+            res = transform_to_npy(imp, arrays, out_dir=out_dir, **kw)
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     except OSError as exc:
         raise CLIError(f"cannot write to {out_dir} ({exc.strerror or exc})") from None
     secs = res["seconds"]
     n_imp, n_unf = res["n_imputed"], res["n_unfilled"]
-    finals = [Path(p) for p in res["files"]]
+    if args.format == "zarr":
+        finals = [zpath]
+        masks = ("completed.zarr/imputed_mask, completed.zarr/unfilled_mask: (n_samples, n_modalities) bool, "
+                 "columns in the order of 'modalities'")
+    else:
+        finals = [Path(p) for p in res["files"]]
+        masks = ("imputed_mask.npy / unfilled_mask.npy: (n_samples, n_modalities) bool, columns in the order of "
+                 "'modalities'")
     manifest = {"model": str(args.model), "modalities": names, "sources": sources, "n_samples": n,
                 "completion": completion, "imputed_slots": n_imp, "unfilled_slots": n_unf,
-                "files": [p.name for p in finals],
-                "masks": "imputed_mask.npy / unfilled_mask.npy: (n_samples, n_modalities) bool, columns in "
-                         "the order of 'modalities'"}
+                "format": args.format, "files": [p.name for p in finals], "masks": masks}
     _atomic_write_text(out_dir / "manifest.json", json.dumps(manifest, indent=1))
     _info(args, f"completed {n} rows in {secs:.2f} s ({n / max(secs, 1e-9):,.0f} rows/s): {n_imp} slots imputed, "
                 f"{n_unf} unfilled; wrote {', '.join(p.name for p in finals)} to {out_dir}")
@@ -555,6 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--model", required=True, metavar="MODEL.npz", help="model file written by 'ul4m4 fit'")
     _add_inputs(i)
     i.add_argument("--out-dir", required=True, metavar="DIR", help="directory for the completed arrays")
+    i.add_argument("--format", choices=("npy", "zarr"), default="npy",
+                   help="npy: one .npy file per array; zarr: one zarr group DIR/completed.zarr holding them "
+                        "(needs zarr: pip install zarr)")
     g = i.add_argument_group("completion (default: the model's settings)")
     g.add_argument("--completion", choices=("greedy", "soft"), default=None)
     g.add_argument("--temperature-scale", type=float, default=None, metavar="S")
