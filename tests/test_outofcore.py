@@ -175,7 +175,7 @@ def test_transform_to_npy_on_memmap_equals_transform(tmp_path, completion):
         np.testing.assert_array_equal(g, r)
 
 
-def test_iter_transform_never_writes_the_callers_arrays(tmp_path):
+def test_chunked_completion_never_writes_the_callers_arrays(tmp_path):
     # Chunks read into buffers of ul4m4's own (files, memory maps) are completed in place;
     # chunks that are views of an in-memory array go to new arrays: the input stays as it was.
     Xs, P = _data(n=1500, seed=21)
@@ -200,6 +200,13 @@ def test_iter_transform_never_writes_the_callers_arrays(tmp_path):
                 assert not np.shares_memory(o[m], Xn[m])
         for x, b in zip(Xn, before):
             np.testing.assert_array_equal(x, b)  # NaN slots still NaN: nothing written
+        # transform_to_npy completes in place in its own read buffers: same guarantee
+        out = tmp_path / f"npy{len(os.listdir(tmp_path))}"
+        transform_to_npy(imp, src, out_dir=out, chunk_rows=400)
+        for m in range(3):
+            np.testing.assert_array_equal(np.load(out / f"m{m}.npy"), ref[m])
+        for x, b in zip(Xn, before):
+            np.testing.assert_array_equal(x, b)
     for m, x in enumerate(mXs):
         np.testing.assert_array_equal(np.load(tmp_path / f"in_{m}.npy"), before[m])
 

@@ -583,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(reported unfilled)")
     i.add_argument("--chunk-rows", type=int, default=None, metavar="N",
                    help="rows read, completed and written per step (default: 32 MiB of input per chunk); "
-                        "memory is about 6 chunks whatever the dataset's size")
+                        "memory is about 5 chunks whatever the dataset's size")
     _add_common(i)
     i.set_defaults(func=cmd_impute)
     return parser

@@ -9,13 +9,11 @@ Working set
 -----------
 Only a bounded number of chunks is held at any time, whatever the number of rows N:
 
-* :func:`transform_to_npy`: three sets of input buffers (one being read, one queued, one
-  being completed) and three of output buffers (one being filled, one queued, one being
-  written), each ``chunk_rows x sum(d_m) x itemsize`` bytes, plus (chunk_rows, M) masks
-  and the model (K x sum(d_m) float64 and a K x K x M table): about
-  ``6 x chunk bytes`` + the model, whatever N. With the default chunk of 32 MiB of input
-  that is about 200 MiB (measured peak resident memory of the whole process, interpreter
-  included: 230 MiB on a 1 GB dataset, the same on 20 GB; see bench/outofcore.py).
+* :func:`transform_to_npy`: five buffer sets (one being read, one queued, one being
+  completed in place, one queued for the writer, one being written), each
+  ``chunk_rows x sum(d_m) x itemsize`` bytes, plus (chunk_rows, M) masks and the model
+  (K x sum(d_m) float64 and a K x K x M table): about ``5 x chunk bytes`` + the model,
+  whatever N. With the default chunk of 32 MiB of input that is about 160 MiB.
 * :func:`iter_transform`: the chunk being completed, the one read ahead and the chunks the
   caller still holds (each yielded chunk is a new array, completed in place when it was
   read from a file or a memory map).
@@ -467,11 +465,11 @@ def _as_source(sources: Any, mask: Any) -> Tuple[ChunkSource, bool]:
 
 class _Prefetch:
     """Iterate over (r0, r1, Xs, P) with a reader thread `depth` chunks ahead. Buffers come
-    from a pool of depth + 2 sets, handed back with release(); without a pool (pool=False)
-    each chunk is freshly allocated."""
+    from a pool of depth + 2 (+ spare) sets, handed back with release(); without a pool
+    (pool=False) each chunk is freshly allocated."""
 
     def __init__(self, src: ChunkSource, ranges: List[Tuple[int, int]], depth: int = 1, pool: bool = True,
-                 n_threads: int = 1, drop_cache: bool = False, rows: int = 0):
+                 n_threads: int = 1, drop_cache: bool = False, rows: int = 0, spare: int = 0):
         self.src = src
         self.ranges = ranges
         self.q: "queue.Queue" = queue.Queue(maxsize=depth)
@@ -479,7 +477,7 @@ class _Prefetch:
         self.free: Optional["queue.Queue"] = None
         if pool and rows > 0:
             self.free = queue.Queue()
-            for _ in range(depth + 2):
+            for _ in range(depth + 2 + spare):
                 self.free.put(src.new_buffers(rows))
         self.n_threads = n_threads
         self.drop_cache = drop_cache
@@ -1192,9 +1190,6 @@ def transform_to_npy(imputer: UL4M4Imputer, sources: Any, *, out_dir: "str | os.
         writers.append(_NpyWriter(tmps[M], (N, M), np.bool_))
         writers.append(_NpyWriter(tmps[M + 1], (N, M), np.bool_))
 
-        out_pool: "queue.Queue" = queue.Queue()
-        for _ in range(3):
-            out_pool.put(src.new_buffers(step))
         counts = [0, 0]
 
         def write(r0, outs, im, un):
@@ -1204,18 +1199,18 @@ def transform_to_npy(imputer: UL4M4Imputer, sources: Any, *, out_dir: "str | os.
             writers[M + 1].write(r0, un)
 
         wt = _WriterThread(write, depth=1)
+        # Each chunk is read into a buffer set of the reader's pool, completed there in place
+        # (observed slots stay as read), written from it, and only then handed back: a set
+        # being read, one queued, one being completed, one queued for the writer, one being
+        # written.
         pf = _Prefetch(src, _ranges(N, step), depth=1, pool=True, n_threads=nt, drop_cache=drop_cache,
-                       rows=step)
+                       rows=step, spare=2)
         try:
             for r0, r1, Xs, P, inbufs in pf:
-                n = r1 - r0
-                obufs = out_pool.get()
-                outs = [b[:n] for b in obufs]
-                im, un = _complete_chunk(imp, model, Xs, P, outs, completion, ts, temp, nt, r0)
-                pf.release(inbufs)
+                im, un = _complete_chunk(imp, model, Xs, P, Xs, completion, ts, temp, nt, r0)
                 counts[0] += int(im.sum())
                 counts[1] += int(un.sum())
-                wt.put(r0, outs, im, un, (lambda b=obufs: out_pool.put(b)))
+                wt.put(r0, Xs, im, un, (lambda b=inbufs: pf.release(b)))
                 report(r1, N, "completion")
         finally:
             pf.close()
