@@ -12,6 +12,7 @@
 
 #include "ul4m4/engine.hpp"
 #include "ul4m4/kernels.hpp"
+#include "released.hpp"
 
 namespace py = pybind11;
 using namespace ul4m4;
@@ -69,24 +70,14 @@ RunContext make_ctx(int n_threads, int64_t chunk) {
   RunContext ctx;
   ctx.n_threads = std::max(1, n_threads);
   ctx.chunk_rows = std::max<int64_t>(1, chunk);
-  ctx.interrupted = [] {
-    py::gil_scoped_acquire gil;
-    return PyErr_CheckSignals() != 0;
-  };
+  ctx.interrupted = ul4m4_bindings::python_interrupt_poll();
   return ctx;
 }
 
-// Runs f without the GIL; an interruption re-raises the pending Python exception
-// (KeyboardInterrupt) once the GIL is held again.
+// f without the GIL; Ctrl-C in the engine re-raises KeyboardInterrupt (released.hpp).
 template <class F>
 auto run_released(F&& f) -> decltype(f()) {
-  try {
-    py::gil_scoped_release nogil;
-    return f();
-  } catch (const Interrupted&) {
-  }
-  if (PyErr_Occurred()) throw py::error_already_set();
-  throw py::value_error("interrupted");
+  return ul4m4_bindings::run_released_as<Interrupted>(std::forward<F>(f));
 }
 
 std::vector<py::array_t<double>> to_arrays(const std::vector<std::vector<double>>& v,

@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "ul4m4/cuda_engine.hpp"
+#include "released.hpp"
 
 namespace py = pybind11;
 using namespace ul4m4::cuda;
@@ -56,24 +57,14 @@ Launch make_launch(const LaunchArg& l) {
   L.stream = reinterpret_cast<cudaStream_t>(std::get<1>(l));
   L.ws.data = reinterpret_cast<void*>(std::get<2>(l));
   L.ws.bytes = std::get<3>(l);
-  L.interrupted = [] {
-    py::gil_scoped_acquire gil;
-    return PyErr_CheckSignals() != 0;
-  };
+  L.interrupted = ul4m4_bindings::python_interrupt_poll();
   return L;
 }
 
-// Runs f without the GIL; an interruption re-raises the pending Python exception
-// (KeyboardInterrupt) once the GIL is held again.
+// f without the GIL; Ctrl-C in the engine re-raises KeyboardInterrupt (released.hpp).
 template <class F>
 auto run_released(F&& f) -> decltype(f()) {
-  try {
-    py::gil_scoped_release nogil;
-    return f();
-  } catch (const Interrupted&) {
-  }
-  if (PyErr_Occurred()) throw py::error_already_set();
-  throw py::value_error("interrupted");
+  return ul4m4_bindings::run_released_as<Interrupted>(std::forward<F>(f));
 }
 
 std::vector<int64_t> dims_of(const std::vector<ArrayArg>& Xs) {
