@@ -16,7 +16,8 @@ Formulations:
 ``NumpyGemm``      the competent numpy formulation: per modality ``X_m @ C_m.T`` expanded as
                    ||x||^2 - 2 x.c + ||c||^2 (row norms computed once), masked combine,
                    argmin, masked means with a sparse one-hot product (one pass over X).
-``TorchGemm``      the same in PyTorch on the CPU (``torch.addmm``, ``index_add_``).
+``TorchGemm``      the same in PyTorch (``torch.addmm``, ``index_add_``): numpy on the CPU, or
+                   torch tensors on their own device (bench/cuda_bench.py runs it on a GPU).
 ``AuthorsBroadcast`` the authors' scripts: ``((x[:, None, :] - c[None, :, :]) ** 2).sum(-1)``
                    over [rows, K, d] per modality with presence masks, a per-cluster loop of
                    boolean-mask means for the update.
@@ -134,11 +135,15 @@ class TorchGemm:
         self.torch = torch
         if rows is not None:
             Xs, P = [X[rows] for X in Xs], P[rows]
-        self.Xs = [torch.from_numpy(np.ascontiguousarray(X)) for X in Xs]
-        self.P = torch.from_numpy(np.asarray(P, bool).copy())
+
+        def tensor(a):  # numpy in, or torch tensors already on their device (kept there)
+            return a if torch.is_tensor(a) else torch.from_numpy(np.ascontiguousarray(a))
+
+        self.Xs = [tensor(X).contiguous() for X in Xs]
+        self.P = tensor(P).bool().clone()
         dt = self.Xs[0].dtype
-        self.C = [torch.from_numpy(np.ascontiguousarray(c)).to(dt) for c in C]
-        self.H = torch.from_numpy(np.asarray(H, bool).copy())
+        self.C = [tensor(c).to(dt) for c in C]
+        self.H = tensor(H).bool().clone()
         self.xn = [(X * X).sum(1) for X in self.Xs]
         self.Pf = self.P.to(dt)
         self.labels = self.assign()
