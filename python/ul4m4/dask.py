@@ -265,6 +265,11 @@ def _block_step(pack, blk, prev, n_threads, chunk):
                          int(r["n_changed"]))
 
 
+def _task_threads(worker_threads: int, n_threads: Optional[int]) -> int:
+    """Threads of a per-worker task: the estimator's n_threads when set, else the worker's."""
+    return worker_threads if n_threads is None else n_threads
+
+
 def _group_each(fn, blks, args, n_threads):
     """fn on each of one worker's blocks in turn; a threaded fn (n_threads not None) has its
     last argument replaced by n_threads."""
@@ -319,10 +324,9 @@ class _Runner:
                 bs = [b for b in bs if b in byb]
                 if not bs:
                     continue
-                nt = byb[bs[0]][-1] if threaded else None
+                nt = _task_threads(nthr, byb[bs[0]][-1]) if threaded else None
                 futs.append(self.client.submit(_group_each, fn, [self.B.blk[b] for b in bs], [byb[b] for b in bs],
-                                               None if not threaded else nthr if nt is None else nt, workers=[w],
-                                               allow_other_workers=False, pure=False))
+                                               nt, workers=[w], allow_other_workers=False, pure=False))
                 order += bs
             got = dict(zip(order, (r for rs in self.client.gather(futs) for r in rs)))
             return [got[b] for b in blocks]
@@ -339,8 +343,8 @@ class _Runner:
             # worker (the next pass's "changed" test) and only the summaries travel.
             import operator as op
 
-            st = [self.client.submit(_group_step, pack, [B.blk[b] for b in bs], prev[g], nthr if n_threads is None
-                                     else n_threads, chunk, workers=[w], allow_other_workers=False, pure=False)
+            st = [self.client.submit(_group_step, pack, [B.blk[b] for b in bs], prev[g], _task_threads(nthr, n_threads),
+                                     chunk, workers=[w], allow_other_workers=False, pure=False)
                   for g, (w, bs, nthr) in enumerate(B.groups)]
             sm = [self.client.submit(op.getitem, f, 1, workers=[w], allow_other_workers=True, pure=False)
                   for f, (w, _, _) in zip(st, B.groups)]
