@@ -391,13 +391,6 @@ def cmd_impute(args) -> int:
 
     n = arrays[0].shape[0]
     zpath = out_dir / "completed.zarr"
-    if args.format == "zarr":
-        try:
-            import zarr  # noqa: F401
-        except ImportError:
-            raise CLIError("--format zarr needs zarr: pip install zarr (or use --format npy)") from None
-        if zpath.exists():
-            raise CLIError(f"{zpath}: already exists; remove it or choose another --out-dir")
     bar = Progress(n, "impute", enabled=_progress_enabled(args))
     # Chunk by chunk into temporary files (or a temporary zarr group), renamed only when all
     # are complete; the working set is a few chunks whatever n (ul4m4.outofcore).
@@ -408,6 +401,14 @@ def cmd_impute(args) -> int:
             res = transform_to_zarr(imp, arrays, out_path=zpath, **kw)
         else:
             res = transform_to_npy(imp, arrays, out_dir=out_dir, **kw)
+    except ImportError:  # transform_to_zarr checks for zarr before it reads anything
+        if args.format != "zarr":
+            raise
+        raise CLIError("--format zarr needs zarr: pip install zarr (or use --format npy)") from None
+    except FileExistsError:  # ... and never writes over an existing group
+        if args.format != "zarr":
+            raise
+        raise CLIError(f"{zpath}: already exists; remove it or choose another --out-dir") from None
     except ValueError as exc:
         raise CLIError(str(exc)) from None
     except OSError as exc:
