@@ -17,7 +17,7 @@ Accumulator::Accumulator(int64_t n, int64_t chunk, int64_t K, const std::vector<
   // least 4 chunks of rows per block, and at most ~64 MiB of float64 sums in all.
   const int64_t per_block = std::max<int64_t>(1, K * D * 8);
   const int64_t by_mem = std::max<int64_t>(1, (int64_t{64} << 20) / per_block);
-  const int64_t by_rows = std::max<int64_t>(1, (n + 4 * chunk - 1) / (4 * chunk));
+  const int64_t by_rows = std::max<int64_t>(1, ceil_div(ceil_div(n, chunk), 4));  // = ceil(n / 4 chunk)
   n_blocks = std::max<int64_t>(1, std::min<int64_t>({32, by_mem, by_rows}));
   sums.assign(n_blocks * K * D, 0.0);
   counts.assign(n_blocks * K * M, 0);
@@ -84,8 +84,9 @@ PassStats assign_pass(const Dataset& ds, const Model& model, int32_t* labels, do
   const int M = ds.M();
   const int64_t K = model.K();
   const int64_t n = ds.n;
-  const int64_t chunk = std::max<int64_t>(1, ctx.chunk_rows);
-  const int64_t nb = acc ? acc->n_blocks : std::max<int64_t>(1, (n + chunk - 1) / chunk);
+  check_against(ds, model, nullptr);
+  const int64_t chunk = chunk_rows_for(ctx, n);
+  const int64_t nb = acc ? acc->n_blocks : std::max<int64_t>(1, ceil_div(n, chunk));
   if (acc) acc->clear();
   const CentreTables C = tables_of(model);
   const Normalizer& norm = model.norm();
@@ -165,7 +166,7 @@ PassStats assign_pass(const Dataset& ds, const Model& model, int32_t* labels, do
 
 UpdateSums assign_and_sum(const Dataset& ds, const Model& model, int32_t* labels, double* min_d2,
                           const int32_t* prev_labels, const RunContext& ctx) {
-  const int64_t chunk = std::max<int64_t>(1, ctx.chunk_rows);
+  const int64_t chunk = chunk_rows_for(ctx, ds.n);
   Accumulator acc(ds.n, chunk, model.K(), model.norm().d);
   const PassStats st = assign_pass(ds, model, labels, min_d2, prev_labels, &acc, ctx);
   UpdateSums u;

@@ -70,14 +70,16 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
   const KernelTable& kern = kernels();
   const int64_t n = ds.n;
   const Normalizer& norm = model.norm();
-  const std::vector<double>& f = model.f();
-  const CentreTables C = tables_of(model);
-  const uint64_t full = M == 64 ? ~uint64_t{0} : ((uint64_t{1} << M) - 1);
   const bool soft = p.mode == CompletionParams::Mode::Soft;
   if (static_cast<int>(out.size()) != M) throw std::invalid_argument("one output per modality is needed");
+  check_against(ds, model, &out);
   if (!model.has_completion_tables()) throw std::logic_error("model built without completion tables");
-  const int64_t chunk = std::max<int64_t>(1, ctx.chunk_rows);
-  const int64_t n_chunks = (n + chunk - 1) / chunk;
+  // f only for greedy completion (built here on first use, before any thread starts).
+  const double* f = soft ? nullptr : model.f().data();
+  const CentreTables C = tables_of(model);
+  const uint64_t full = M == 64 ? ~uint64_t{0} : ((uint64_t{1} << M) - 1);
+  const int64_t chunk = chunk_rows_for(ctx, n);
+  const int64_t n_chunks = ceil_div(n, chunk);
   const int nt = threads_for(ctx, n_chunks);
   const int64_t dpm = max_dp(norm);
   uint64_t any_h = 0;  // modalities carried by some centre
@@ -153,7 +155,7 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
     for (size_t q = 0; q < nq; ++q) {
       const int64_t j = P.carriers[q];
       const uint64_t mj = miss & C.hmask[j];
-      const double* fj = f.data() + j * K * M;
+      const double* fj = f + j * K * M;
       double* F = P.F.data() + q * K;
       double* Dn = P.D.data() + q * K;
       double* Rn = P.R.data() + q * K;

@@ -50,8 +50,20 @@ inline void for_bits(uint64_t b, F&& f) {
   }
 }
 
+/// a / b rounded up, for a >= 0 and b >= 1 (no overflow, unlike (a + b - 1) / b).
+inline int64_t ceil_div(int64_t a, int64_t b) { return a / b + (a % b != 0); }
+
+/// Rows per work unit of a pass over n rows: ctx.chunk_rows clamped to [1, max(n, 1)], so
+/// any value (up to INT64_MAX) is valid, a huge one meaning "one chunk", and no chunk or
+/// scratch size computed from it can overflow. Results do not change: a chunk at least n
+/// rows long already was the whole pass.
+inline int64_t chunk_rows_for(const RunContext& ctx, int64_t n) {
+  return std::max<int64_t>(1, std::min<int64_t>(ctx.chunk_rows, std::max<int64_t>(n, 1)));
+}
+
 inline int threads_for(const RunContext& ctx, int64_t n_tasks) {
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(ctx.n_threads, n_tasks)));
+  const int64_t cap = std::min<int64_t>(ctx.n_threads, max_threads());
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(cap, n_tasks)));
 }
 
 /// Runs fn(task, thread) for task in [0, n_tasks) on ctx.n_threads OpenMP threads.
@@ -242,6 +254,19 @@ inline double exact_d2(const Dataset& ds, const Model& model, int64_t i, uint64_
 
 /// Relative width of the band in which float32-table distances are re-computed exactly.
 constexpr double kTieBand = 1e-5;
+
+/// Checks a pass's data against the model: the modality counts agree, and no float32
+/// input (or output) uses a modality whose statistics overflow float32 (the float32
+/// kernels would turn finite data into inf and blame it).
+inline void check_against(const Dataset& ds, const Model& model, const std::vector<MutableMatrixView>* out) {
+  if (ds.M() != model.M()) throw std::invalid_argument("number of modalities differs from the model's");
+  for (int m = 0; m < ds.M(); ++m) {
+    const bool f32 = ds.X[m].dtype == DType::F32 || (out && (*out)[m].dtype == DType::F32);
+    if (f32 && !model.float32_ok(m))
+      throw std::invalid_argument("the model's statistics of modality " + std::to_string(m) +
+                                  " exceed float32's range: pass float64 data");
+  }
+}
 
 /// Fixed partition of [0, n) into `parts` contiguous ranges.
 inline int64_t part_begin(int64_t n, int64_t parts, int64_t p) { return n * p / parts; }

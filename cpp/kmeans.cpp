@@ -116,7 +116,7 @@ KMeansResult lloyd(const Dataset& ds, const Normalizer& norm, Centres init, cons
                    const RunContext& ctx) {
   using clock = std::chrono::steady_clock;
   KMeansResult r;
-  const int64_t chunk = std::max<int64_t>(1, ctx.chunk_rows);
+  const int64_t chunk = chunk_rows_for(ctx, ds.n);
   Accumulator acc(ds.n, chunk, init.K, norm.d);
   auto model = std::make_unique<Model>(norm, std::move(init), false);
   std::vector<int32_t> labels(ds.n), next(ds.n);
@@ -188,8 +188,8 @@ Centres seed_kmeanspp(const Dataset& ds, const Normalizer& norm, int64_t K, uint
   T.K = 1;
   T.hmask = &hm;
   for (int m = 0; m < M; ++m) zf[m].assign(norm.dp[m], 0.f);
-  const int64_t chunk = std::max<int64_t>(1, ctx.chunk_rows);
-  const int64_t n_chunks = (E + chunk - 1) / chunk;
+  const int64_t chunk = chunk_rows_for(ctx, E);
+  const int64_t n_chunks = ceil_div(E, chunk);
   const int nt = threads_for(ctx, n_chunks);
   std::vector<Scratch> scratch(nt);
 

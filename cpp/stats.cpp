@@ -35,15 +35,15 @@ const X* row_ptr(const MatrixView& v, int64_t i) {
   return static_cast<const X*>(v.data) + i * v.row_stride;
 }
 
-int64_t n_blocks_for(int64_t n, int64_t chunk) {
-  return std::max<int64_t>(1, std::min<int64_t>(64, (n + chunk - 1) / chunk));
+int64_t n_blocks_for(int64_t n, const RunContext& ctx) {
+  return std::max<int64_t>(1, std::min<int64_t>(64, ceil_div(n, chunk_rows_for(ctx, n))));
 }
 
 }  // namespace
 
 void check_finite(const Dataset& ds, const RunContext& ctx) {
   const int M = ds.M();
-  const int64_t nb = n_blocks_for(ds.n, ctx.chunk_rows);
+  const int64_t nb = n_blocks_for(ds.n, ctx);
   parallel_tasks(nb, ctx, [&](int64_t b, int) {
     const int64_t r0 = part_begin(ds.n, nb, b), r1 = part_begin(ds.n, nb, b + 1);
     for (int64_t i = r0; i < r1; ++i)
@@ -62,7 +62,7 @@ Normalizer compute_stats(const Dataset& ds, const RunContext& ctx) {
     off[m + 1] = off[m] + ds.X[m].cols;
   }
   const int64_t D = off[M];
-  const int64_t nb = n_blocks_for(ds.n, ctx.chunk_rows);
+  const int64_t nb = n_blocks_for(ds.n, ctx);
   std::vector<double> part(nb * D);
   std::vector<int64_t> cnt(nb * M, 0);
 
@@ -140,7 +140,7 @@ Normalizer compute_stats(const Dataset& ds, const RunContext& ctx) {
     norm.sigma[m].resize(norm.d[m]);
     for (int64_t k = 0; k < norm.d[m]; ++k) {
       const double s = std::sqrt(ssd[off[m] + k] / static_cast<double>(count[m]));
-      norm.sigma[m][k] = s <= 1e-8 ? 1.0 : s;
+      norm.sigma[m][k] = s <= kSigmaFloor ? 1.0 : s;
     }
   }
   norm.finalize();
@@ -150,7 +150,7 @@ Normalizer compute_stats(const Dataset& ds, const RunContext& ctx) {
 void presence_from_nan(const std::vector<MatrixView>& X, int64_t n, uint8_t* present,
                        const RunContext& ctx) {
   const int M = static_cast<int>(X.size());
-  const int64_t nb = n_blocks_for(n, ctx.chunk_rows);
+  const int64_t nb = n_blocks_for(n, ctx);
   parallel_tasks(nb, ctx, [&](int64_t b, int) {
     const int64_t r0 = part_begin(n, nb, b), r1 = part_begin(n, nb, b + 1);
     for (int64_t i = r0; i < r1; ++i)

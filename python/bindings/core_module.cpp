@@ -107,6 +107,7 @@ Normalizer make_norm(const std::vector<py::array_t<double, py::array::c_style | 
     n.mu.push_back(flat(mu[m]));
     n.sigma.push_back(flat(sigma[m]));
   }
+  n.validate();
   n.finalize();
   return n;
 }
@@ -164,6 +165,8 @@ PYBIND11_MODULE(_core, mod) {
   mod.def("max_simd_level", [] { return std::string(simd_level_name(max_simd_level())); });
   mod.def("set_simd_level", [](const std::string& name) { set_simd_level(parse_simd_level(name)); });
   mod.def("openmp_max_threads", [] { return omp_get_max_threads(); });
+  mod.def("max_threads", &ul4m4::max_threads, "The most threads a pass uses (larger requests are clamped).");
+  mod.attr("SIGMA_FLOOR") = kSigmaFloor;
 
   mod.def("compute_stats", [](std::vector<py::array> Xs, U8 present, int n_threads, int64_t chunk) {
     Inputs in = make_dataset(Xs, present);
@@ -205,6 +208,8 @@ PYBIND11_MODULE(_core, mod) {
            py::arg("mean"), py::arg("scale"), py::arg("centres"), py::arg("center_mask"))
       .def_property_readonly("n_clusters", &Model::K)
       .def_property_readonly("n_modalities", &Model::M)
+      .def_property_readonly("f_table_built", [](const Model& m) { return m.f_built(); },
+                             "Whether the K x K x M greedy table exists yet (built on first use).")
       .def("f_table", [](const Model& m) {
         py::array_t<double> f({m.K(), m.K(), static_cast<int64_t>(m.M())});
         std::copy(m.f().begin(), m.f().end(), f.mutable_data());

@@ -7,22 +7,18 @@ through ``_gpu``) for CUDA tensors / ``device='cuda'``.
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import warnings
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
-from . import _core, _gpu
+from . import _core, _gpu, _modelfile, _params
 from ._arrays import Prepared, mask_out, new_like, prepare, use_out
+from ._modelfile import FORMAT_VERSION
 
 __all__ = ["UL4M4Imputer", "ConvergenceWarning", "NotFittedError", "FORMAT_VERSION"]
-
-FORMAT_VERSION = 1
-_MAGIC = "ul4m4-model"
 
 
 class ConvergenceWarning(UserWarning):
@@ -33,30 +29,10 @@ class NotFittedError(ValueError, AttributeError):
     """A method that needs a fitted model was called before ``fit``."""
 
 
-def effective_n_threads(n_threads: Optional[int]) -> int:
-    """``None``: the threads OpenMP would use (OMP_NUM_THREADS / threadpoolctl honoured),
-    at most the CPUs this process may run on."""
-    if n_threads is None:
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except AttributeError:  # not Linux
-            cpus = os.cpu_count() or 1
-        return max(1, min(_core.openmp_max_threads(), cpus))
-    if isinstance(n_threads, bool) or not isinstance(n_threads, Integral) or n_threads < 1:
-        raise ValueError(f"n_threads must be None or a positive int, got {n_threads!r}")
-    return int(n_threads)
-
-
-def _seed_from(random_state: Any) -> int:
-    if random_state is None:
-        return int(np.random.SeedSequence().generate_state(1, np.uint64)[0])
-    if isinstance(random_state, (np.random.Generator,)):
-        return int(random_state.integers(0, 2**63))
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(0, 2**31 - 1))
-    if isinstance(random_state, Integral) and not isinstance(random_state, bool) and random_state >= 0:
-        return int(random_state)
-    raise ValueError(f"random_state must be None, a non-negative int or a numpy Generator, got {random_state!r}")
+#: Threads a pass runs on (``None``: OpenMP's default on this process's CPUs; an int is
+#: clamped to ``_params.max_threads()``). Kept under this name for outofcore / dask.
+effective_n_threads = _params.resolve_threads
+_seed_from = _params.seed_from
 
 
 class UL4M4Imputer:
@@ -166,10 +142,14 @@ class UL4M4Imputer:
         return {k: getattr(self, k) for k in self._param_names()}
 
     def set_params(self, **params: Any) -> "UL4M4Imputer":
+        """Set parameters; each is checked (type and range, ValueError naming it) before any
+        is set, so a bad value leaves the estimator unchanged."""
         valid = set(self._param_names())
         for k, v in params.items():
             if k not in valid:
                 raise ValueError(f"invalid parameter {k!r} for UL4M4Imputer; valid: {sorted(valid)}")
+            _params.check_param(k, v)
+        for k, v in params.items():
             setattr(self, k, v)
         return self
 
@@ -181,39 +161,22 @@ class UL4M4Imputer:
         return f"UL4M4Imputer({', '.join(changed)})"
 
     # ------------------------------------------------------------------ validation
-    def _validate_params(self) -> None:
-        def pos_int(name, lo=1):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, Integral) or v < lo:
-                raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
-
-        pos_int("n_clusters")
-        pos_int("n_init")
-        pos_int("max_iter", 0)
-        pos_int("chunk_size")
-        if isinstance(self.tol, bool) or not isinstance(self.tol, Real) or not self.tol >= 0:
-            raise ValueError(f"tol must be a float >= 0, got {self.tol!r}")
-        self._check_completion(self.completion, self.temperature_scale, self.temperature)
-        if self.empty_rows not in ("error", "mean"):
-            raise ValueError(f"empty_rows must be 'error' or 'mean', got {self.empty_rows!r}")
-        if not (isinstance(self.init, str) and self.init == "k-means++") and not (
-                isinstance(self.init, (tuple, list)) and len(self.init) == 2):
-            raise ValueError("init must be 'k-means++' or a pair (centres, presence_mask)")
-        _gpu.check_device(self.device)
+    def _validate_params(self, names: Optional[Sequence[str]] = None) -> None:
+        """Every parameter (or those of ``names``) through ``_params``: type and range."""
+        _params.check_params(self.get_params(), names)
 
     @staticmethod
     def _check_completion(completion, temperature_scale, temperature):
-        if completion not in ("greedy", "soft"):
-            raise ValueError(f"completion must be 'greedy' or 'soft', got {completion!r}")
-        if not isinstance(temperature_scale, Real) or not temperature_scale > 0 or not np.isfinite(temperature_scale):
-            raise ValueError(f"temperature_scale must be a finite float > 0, got {temperature_scale!r}")
-        if temperature is not None and (not isinstance(temperature, Real) or not temperature > 0
-                                        or not np.isfinite(temperature)):
-            raise ValueError(f"temperature must be None or a finite float > 0, got {temperature!r}")
+        _params.check_param("completion", completion)
+        _params.check_param("temperature_scale", temperature_scale)
+        _params.check_param("temperature", temperature)
 
     def _prepare(self, X: Any, mask: Any, nt: int) -> Prepared:
         dims = self.modality_dims
         prep = prepare(X, mask, dims, _core, nt, self.chunk_size)
+        if dims is not None and prep.kind == "list" and tuple(int(d) for d in dims) != tuple(prep.dims):
+            raise ValueError(f"modality_dims={list(dims)} does not match the widths {prep.dims} of the arrays in X "
+                             "(modality_dims is for one 2-D X; with a list of arrays, leave it None)")
         empty = np.flatnonzero(~prep.present.any(axis=1))
         self._check_empty(empty.size, empty[0] if empty.size else -1)
         return prep
@@ -260,7 +223,7 @@ class UL4M4Imputer:
         else:
             nt = effective_n_threads(self.n_threads)
             prep = self._prepare(X, mask, nt)
-            chunk = int(self.chunk_size)
+            chunk = _params.chunk_for(self.chunk_size, prep.n)
             mu, sigma = _core.compute_stats(prep.Xs, prep.present, nt, chunk)
             eligible = int(prep.present.any(axis=1).sum())
         K = int(self.n_clusters)
@@ -303,6 +266,9 @@ class UL4M4Imputer:
         self.modality_dims_ = tuple(prep.dims)
         if prep.kind == "dense":
             self.n_features_in_ = int(sum(prep.dims))
+        else:
+            self.__dict__.pop("n_features_in_", None)  # from an earlier fit on a 2-D X
+        self.__dict__.pop("_labels_src", None)
         self._model = None
         self._gpu_models = None
         if not res["converged"] and self.n_iter_ == self.max_iter and self.max_iter > 0:
@@ -352,10 +318,12 @@ class UL4M4Imputer:
         instead of new arrays, e.g. reused buffers in a loop; ``out=X`` fills the missing
         slots of X in place (the one case where the caller's data is written)."""
         self._check_fitted()
+        self._validate_params(("n_threads", "chunk_size", "empty_rows", "modality_dims", "device"))
         completion = self.completion if completion is None else completion
         ts = self.temperature_scale if temperature_scale is None else temperature_scale
         temp = self.temperature if temperature is None else temperature
         self._check_completion(completion, ts, temp)
+        _modelfile.check_table_budget(self.center_mask_.shape[0], len(self.mean_), completion)
         if _gpu.use_cuda(self.device, X, mask):
             prep = self._prepare_cuda(X, mask)
             self._check_compatible(prep)
@@ -370,7 +338,8 @@ class UL4M4Imputer:
         self._check_compatible(prep)
         cont, views = new_like(prep) if out is None else use_out(prep, out)
         imputed, unfilled = _core.complete(model, prep.Xs, prep.present, views, completion, float(ts),
-                                           float(temp) if temp is not None else 0.0, nt, int(self.chunk_size))
+                                           float(temp) if temp is not None else 0.0, nt,
+                                           _params.chunk_for(self.chunk_size, prep.n))
         if return_masks:
             return cont, mask_out(prep, imputed), mask_out(prep, unfilled)
         return cont
@@ -383,6 +352,7 @@ class UL4M4Imputer:
     def predict(self, X: Any, *, mask: Any = None):
         """Nearest centre of each row by the partial distance (-1: shares no modality)."""
         self._check_fitted()
+        self._validate_params(("n_threads", "chunk_size", "empty_rows", "modality_dims", "device"))
         if _gpu.use_cuda(self.device, X, mask):
             prep = self._prepare_cuda(X, mask)
             self._check_compatible(prep)
@@ -394,7 +364,7 @@ class UL4M4Imputer:
         nt = effective_n_threads(self.n_threads)
         prep = self._prepare(X, mask, nt)
         self._check_compatible(prep)
-        labels, _ = _core.assign(model, prep.Xs, prep.present, nt, int(self.chunk_size))
+        labels, _ = _core.assign(model, prep.Xs, prep.present, nt, _params.chunk_for(self.chunk_size, prep.n))
         if prep.torch:
             import torch
 
@@ -405,86 +375,32 @@ class UL4M4Imputer:
         return self.fit(X, y, mask=mask).labels_
 
     # ------------------------------------------------------------------ persistence
-    def _state_arrays(self) -> dict:
-        self._check_fitted()
-        params = {k: v for k, v in self.get_params().items() if k not in ("init", "random_state")}
-        if params.get("modality_dims") is not None:
-            params["modality_dims"] = [int(d) for d in params["modality_dims"]]
-        header = {"magic": _MAGIC, "format_version": FORMAT_VERSION, "ul4m4_version": _core.__version__,
-                  "params": params, "inertia": self.inertia_, "n_iter": self.n_iter_,
-                  "n_modalities": self.n_modalities_}
-        arrays = {"header": np.array(json.dumps(header)), "center_mask": self.center_mask_,
-                  "labels": self.labels_}
-        for m in range(self.n_modalities_):
-            arrays[f"mean_{m}"] = self.mean_[m]
-            arrays[f"scale_{m}"] = self.scale_[m]
-            arrays[f"centers_{m}"] = self.cluster_centers_[m]
-        return arrays
-
     def save(self, path: "str | os.PathLike") -> None:
         """Write the fitted model to an ``.npz`` file (no pickle: arrays plus a JSON header
-        with the format version and parameters)."""
-        arrays = self._state_arrays()  # raises NotFittedError before any file is created
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        with the format version and parameters); see docs/model-file.md."""
+        _modelfile.write(self, path)
 
     @classmethod
     def load(cls, path: "str | os.PathLike") -> "UL4M4Imputer":
-        """Read a model written by :meth:`save`; a corrupt or incompatible file raises ValueError."""
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-        except FileNotFoundError:
-            raise
-        except Exception as exc:  # zipfile / format errors
-            raise ValueError(f"{path}: not a readable ul4m4 model file ({exc})") from exc
-        return cls._from_state(arrays, str(path))
+        """Read a model written by :meth:`save`. Everything is validated first; any defect
+        of the file raises ValueError naming the member or header field (docs/model-file.md).
+        ``labels_`` (one int per training row) is read on first access."""
+        return _modelfile.read(path)
 
-    @classmethod
-    def _from_state(cls, arrays: dict, where: str = "state") -> "UL4M4Imputer":
-        try:
-            header = json.loads(str(arrays["header"]))
-        except Exception as exc:
-            raise ValueError(f"{where}: not a ul4m4 model file (no readable header)") from exc
-        if not isinstance(header, dict) or header.get("magic") != _MAGIC:
-            raise ValueError(f"{where}: not a ul4m4 model file")
-        if header.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{where}: model format version {header.get('format_version')} is not supported "
-                             f"by this ul4m4 (reads version {FORMAT_VERSION})")
-        try:
-            M = int(header["n_modalities"])
-            obj = cls(**header["params"])
-            obj.mean_ = [np.asarray(arrays[f"mean_{m}"], dtype=np.float64) for m in range(M)]
-            obj.scale_ = [np.asarray(arrays[f"scale_{m}"], dtype=np.float64) for m in range(M)]
-            obj.cluster_centers_ = [np.asarray(arrays[f"centers_{m}"], dtype=np.float64) for m in range(M)]
-            obj.center_mask_ = np.asarray(arrays["center_mask"], dtype=bool)
-            obj.labels_ = np.asarray(arrays["labels"], dtype=np.int32)
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"{where}: incomplete or incompatible ul4m4 model file ({exc})") from exc
-        K = obj.center_mask_.shape[0] if obj.center_mask_.ndim == 2 else -1
-        for m in range(M):
-            d = obj.mean_[m].shape
-            if obj.scale_[m].shape != d or obj.cluster_centers_[m].shape != (K, d[0]) or obj.center_mask_.shape != (K, M):
-                raise ValueError(f"{where}: inconsistent array shapes for modality {m}")
-        obj.inertia_ = float(header["inertia"])
-        obj.n_iter_ = int(header["n_iter"])
-        obj.history_ = []
-        obj.n_modalities_ = M
-        obj.modality_dims_ = tuple(int(mu.shape[0]) for mu in obj.mean_)
-        if obj.modality_dims is not None:
-            obj.n_features_in_ = int(sum(obj.modality_dims_))
-        obj._model = None
-        obj._compiled()  # validates the tables
-        return obj
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for a missing attribute: labels_ of a loaded model, read on demand.
+        if name == "labels_":
+            src = self.__dict__.get("_labels_src")
+            if src is not None:
+                labels = src.read()
+                self.__dict__["labels_"] = labels
+                self.__dict__.pop("_labels_src", None)
+                return labels
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __getstate__(self):
+        if self.__dict__.get("_labels_src") is not None:
+            self.labels_  # a pickle holds the labels, not the path they came from
         state = self.__dict__.copy()
         state["_model"] = None
         state["_gpu_models"] = None  # device tables: rebuilt on the next GPU call

@@ -52,6 +52,7 @@ import numpy as np
 from . import _core
 from ._arrays import is_torch
 from ._imputer import ConvergenceWarning, UL4M4Imputer, _seed_from, effective_n_threads
+from ._modelfile import check_table_budget
 
 __all__ = [
     "ChunkSource",
@@ -573,7 +574,7 @@ class _Moments:
         mu, sigma = [], []
         for m, c in enumerate(self.count):
             s = np.sqrt(self.m2[m] / float(c))
-            s[s <= 1e-8] = 1.0
+            s[s <= _core.SIGMA_FLOOR] = 1.0
             mu.append(np.ascontiguousarray(self.mean[m], dtype=np.float64))
             sigma.append(np.ascontiguousarray(s, dtype=np.float64))
         return mu, sigma
@@ -743,6 +744,9 @@ def set_fitted(imp: UL4M4Imputer, mu, sigma, res: dict, labels: np.ndarray, dims
     imp.n_modalities_ = len(dims)
     imp.modality_dims_ = tuple(int(d) for d in dims)
     imp._model = None
+    imp._gpu_models = None  # device tables of the previous fit
+    for stale in ("n_features_in_", "_labels_src"):  # from an earlier fit on a 2-D X / a loaded file
+        imp.__dict__.pop(stale, None)
     if not res["converged"] and imp.n_iter_ == imp.max_iter and imp.max_iter > 0:
         warnings.warn(f"k-means stopped at max_iter={imp.max_iter} before convergence; "
                       "increase max_iter or tol", ConvergenceWarning, stacklevel=3)
@@ -961,10 +965,14 @@ def _fit_on_sample(imp, src: ChunkSource, R: int, seed: int, step: int, nt: int,
 
 # ============================================================================ transform
 def _completion_args(imp: UL4M4Imputer, completion, temperature_scale, temperature):
+    """The completion settings of a transform (the call's overrides, else the estimator's),
+    checked with the parameters the pass uses, and greedy's K x K tables within the budget."""
+    imp._validate_params(("n_threads", "chunk_size", "empty_rows"))
     completion = imp.completion if completion is None else completion
     ts = imp.temperature_scale if temperature_scale is None else temperature_scale
     temp = imp.temperature if temperature is None else temperature
     UL4M4Imputer._check_completion(completion, ts, temp)
+    check_table_budget(imp.center_mask_.shape[0], len(imp.mean_), completion)
     return completion, ts, temp
 
 

@@ -9,8 +9,10 @@
 // depends on the data's shape only.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -60,10 +62,19 @@ struct IterationStats {
   double seconds = 0.0;      ///< wall time of the iteration
 };
 
+/// The contract's sigma floor (section 1): a feature whose population std is <= this gets
+/// sigma = 1, so every fitted sigma is either 1 or > kSigmaFloor.
+constexpr double kSigmaFloor = 1e-8;
+
+/// The most OpenMP threads a pass uses: min(4 x the processors OpenMP may run on, the
+/// OpenMP thread limit). Larger requests are clamped (results do not depend on the thread
+/// count), so no caller can make the runtime try to create thousands of threads.
+int max_threads();
+
 /// How a call runs: threads, chunking, interruption and progress.
 struct RunContext {
-  int n_threads = 1;                           ///< OpenMP threads (>= 1)
-  int64_t chunk_rows = 256;                    ///< rows per work unit
+  int n_threads = 1;                           ///< OpenMP threads (>= 1; clamped to max_threads())
+  int64_t chunk_rows = 256;                    ///< rows per work unit (>= 1; clamped to the rows)
   std::function<bool()> interrupted;           ///< polled by the calling thread; true = stop
   std::function<bool(const IterationStats&)> on_iteration;  ///< false = stop iterating
 };
@@ -77,11 +88,15 @@ struct Normalizer {
   std::vector<std::vector<double>> inv_sigma;
   std::vector<std::vector<float>> mu_f, sigma_f, inv_sigma_f;
   void finalize();
+  /// Throws std::invalid_argument (naming the modality and feature) unless 1 <= M <= 64,
+  /// every d_m >= 1, mu and sigma have d_m values, mu is finite and sigma is finite and
+  /// > kSigmaFloor (what compute_stats produces).
+  void validate() const;
   int M() const { return static_cast<int>(d.size()); }
 };
 
-/// Fits mu and sigma on the present rows of `ds` (float64, population std, sigma <= 1e-8
-/// -> 1). Throws std::invalid_argument for a modality with no present row, or a NaN/inf
+/// Fits mu and sigma on the present rows of `ds` (float64, population std, sigma <=
+/// kSigmaFloor -> 1). Throws std::invalid_argument for a modality with no present row, or a NaN/inf
 /// in a present slot (naming the first such row).
 Normalizer compute_stats(const Dataset& ds, const RunContext& ctx);
 
@@ -94,12 +109,23 @@ struct Centres {
 };
 
 /// A fitted model with the tables every pass needs, computed once.
+///
+/// The constructor validates its input (std::invalid_argument): K >= 1, the normaliser
+/// (Normalizer::validate), centre arrays of K x d_m values, finite and within float32's
+/// range where present (distances are computed in float32), and raw-space centres finite.
+/// The K x K x M table f, which only greedy completion reads, is built on its first use
+/// (thread-safe), never by the constructor: a model costs O(K x D) until then.
 class Model {
  public:
-  /// completion_tables=false skips f and the raw-space centres (the Lloyd loop builds
-  /// a model per iteration and needs none of them).
+  /// completion_tables=false skips the raw-space centres (the Lloyd loop builds a model
+  /// per iteration and needs none of them); f is never built then.
   Model(Normalizer norm, Centres centres, bool completion_tables = true);
-  bool has_completion_tables() const { return !raw_.empty(); }
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+  bool has_completion_tables() const { return completion_tables_; }
+  /// False when a float32 copy of modality m's statistics or raw centres overflows (a model
+  /// fitted on float64 data of huge magnitude): float32 data of m cannot use it.
+  bool float32_ok(int m) const { return f32_ok_[m] != 0; }
   const Normalizer& norm() const { return norm_; }
   const Centres& centres() const { return c_; }
   int M() const { return norm_.M(); }
@@ -109,16 +135,23 @@ class Model {
   const std::vector<double>& cnorm(int m) const { return cnorm_[m]; } ///< K, ||zf||^2
   const std::vector<double>& raw(int m) const { return raw_[m]; }     ///< K x d_m, raw space
   const std::vector<float>& raw_f(int m) const { return raw_f_[m]; }  ///< K x d_m, raw space
-  const std::vector<double>& f() const { return f_; }                 ///< K x K x M
+  /// K x K x M, built on the first call (std::length_error if its size overflows,
+  /// std::bad_alloc if it does not fit in memory; callers bound K first).
+  const std::vector<double>& f() const;
+  bool f_built() const { return f_ready_.load(); }  ///< for introspection and tests
   const std::vector<uint64_t>& hmask() const { return hmask_; }       ///< K bitmasks
 
  private:
   Normalizer norm_;
   Centres c_;
+  bool completion_tables_;
   std::vector<std::vector<float>> zf_, raw_f_;
   std::vector<std::vector<double>> raw_;
   std::vector<std::vector<double>> cnorm_;
-  std::vector<double> f_;
+  std::vector<uint8_t> f32_ok_;
+  mutable std::once_flag f_once_;
+  mutable std::vector<double> f_;
+  mutable std::atomic<bool> f_ready_{false};
   std::vector<uint64_t> hmask_;
 };
 
