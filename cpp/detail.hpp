@@ -165,6 +165,28 @@ inline double normalize_row(const Dataset& ds, const Normalizer& norm, int m, in
                               " (mark absent rows in the mask, or make the whole row NaN)");
 }
 
+/// True when every value of row i of v is finite (exponent bits not all ones; an integer
+/// OR-reduction, which the compiler vectorises).
+inline bool row_finite(const MatrixView& v, int64_t i) {
+  if (v.dtype == DType::F32) {
+    const uint32_t* x = static_cast<const uint32_t*>(v.data) + i * v.row_stride;
+    uint32_t bad = 0;
+    for (int64_t k = 0; k < v.cols; ++k) bad |= static_cast<uint32_t>((x[k] & 0x7f800000u) == 0x7f800000u);
+    return bad == 0;
+  }
+  const uint64_t* x = static_cast<const uint64_t*>(v.data) + i * v.row_stride;
+  uint64_t bad = 0;
+  for (int64_t k = 0; k < v.cols; ++k)
+    bad |= static_cast<uint64_t>((x[k] & 0x7ff0000000000000ull) == 0x7ff0000000000000ull);
+  return bad == 0;
+}
+
+[[noreturn]] inline void throw_out_of_range(int64_t row, int m) {
+  throw std::invalid_argument("row " + std::to_string(row) + " of modality " + std::to_string(m) +
+                              " lies outside the model's range: (x - mean) / scale overflows float32 "
+                              "(the data are not on the scale the model was fitted on)");
+}
+
 /// e[t][l][m] = ||z_i^m - c_l^m||^2 / d_m for rows i = r0 + t of the chunk with m present
 /// (and select[t] != 0 when select is given), for every l (values for centres without m
 /// are meaningless and must be masked by the caller). Uses the expansion
@@ -182,7 +204,10 @@ inline void e_table(const Dataset& ds, const Normalizer& norm, const CentreTable
       const int64_t t = i - r0;
       if (!ds.present[i * M + m] || (select && !select[t])) continue;
       const double zz = normalize_row(ds, norm, m, i, s.z.data() + n * dp);
-      if (!std::isfinite(zz)) throw_nonfinite(i, m);
+      if (!std::isfinite(zz)) {
+        if (row_finite(ds.X[m], i)) throw_out_of_range(i, m);
+        throw_nonfinite(i, m);
+      }
       s.zz[n] = zz;
       s.local[n++] = t;
     }
@@ -210,22 +235,6 @@ inline double combine(const float* e_row, int64_t l, int M, uint64_t a, uint64_t
   const float* el = e_row + l * M;
   for_bits(s, [&](int m) { num += static_cast<double>(el[m]); });
   return num / popcount(s);
-}
-
-/// True when every value of row i of v is finite (exponent bits not all ones; an integer
-/// OR-reduction, which the compiler vectorises).
-inline bool row_finite(const MatrixView& v, int64_t i) {
-  if (v.dtype == DType::F32) {
-    const uint32_t* x = static_cast<const uint32_t*>(v.data) + i * v.row_stride;
-    uint32_t bad = 0;
-    for (int64_t k = 0; k < v.cols; ++k) bad |= static_cast<uint32_t>((x[k] & 0x7f800000u) == 0x7f800000u);
-    return bad == 0;
-  }
-  const uint64_t* x = static_cast<const uint64_t*>(v.data) + i * v.row_stride;
-  uint64_t bad = 0;
-  for (int64_t k = 0; k < v.cols; ++k)
-    bad |= static_cast<uint64_t>((x[k] & 0x7ff0000000000000ull) == 0x7ff0000000000000ull);
-  return bad == 0;
 }
 
 /// Squared partial distance of row i (presence a) to centre l of the model, in float64 by

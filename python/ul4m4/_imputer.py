@@ -174,12 +174,17 @@ class UL4M4Imputer:
     def _prepare(self, X: Any, mask: Any, nt: int) -> Prepared:
         dims = self.modality_dims
         prep = prepare(X, mask, dims, _core, nt, self.chunk_size)
-        if dims is not None and prep.kind == "list" and tuple(int(d) for d in dims) != tuple(prep.dims):
-            raise ValueError(f"modality_dims={list(dims)} does not match the widths {prep.dims} of the arrays in X "
-                             "(modality_dims is for one 2-D X; with a list of arrays, leave it None)")
+        self._check_dims_of_list(prep)
         empty = np.flatnonzero(~prep.present.any(axis=1))
         self._check_empty(empty.size, empty[0] if empty.size else -1)
         return prep
+
+    def _check_dims_of_list(self, prep) -> None:
+        """modality_dims is for one 2-D X; with a list of arrays it must agree with their widths."""
+        dims = self.modality_dims
+        if dims is not None and prep.kind == "list" and tuple(int(d) for d in dims) != tuple(prep.dims):
+            raise ValueError(f"modality_dims={list(dims)} does not match the widths {list(prep.dims)} of the arrays "
+                             "in X (modality_dims is for one 2-D X; with a list of arrays, leave it None)")
 
     def _check_empty(self, n_empty: int, first: int) -> None:
         if n_empty and self.empty_rows == "error":
@@ -190,6 +195,7 @@ class UL4M4Imputer:
 
     def _prepare_cuda(self, X: Any, mask: Any) -> "_gpu.CudaPrepared":
         prep = _gpu.prepare(X, mask, self.modality_dims, self.device)
+        self._check_dims_of_list(prep)
         self._check_empty(prep.scan["n_empty"], prep.scan["first_empty"])
         return prep
 
