@@ -17,7 +17,7 @@ from typing import Any, Callable, List, Optional, Sequence
 import numpy as np
 
 from . import _core, _gpu
-from ._arrays import Prepared, mask_out, new_like, prepare, use_out
+from ._arrays import Prepared, check_dims, explain, inverted_mask_hint, mask_out, new_like, prepare, use_out
 
 __all__ = ["UL4M4Imputer", "ConvergenceWarning", "NotFittedError", "FORMAT_VERSION"]
 
@@ -211,36 +211,35 @@ class UL4M4Imputer:
                                         or not np.isfinite(temperature)):
             raise ValueError(f"temperature must be None or a finite float > 0, got {temperature!r}")
 
-    def _prepare(self, X: Any, mask: Any, nt: int) -> Prepared:
+    def _prepare(self, X: Any, mask: Any, nt: int, fitted: bool = False) -> Prepared:
         dims = self.modality_dims
-        prep = prepare(X, mask, dims, _core, nt, self.chunk_size)
+        prep = prepare(X, mask, dims, _core, nt, self.chunk_size, expect=self._fitted_dims() if fitted else None)
         empty = np.flatnonzero(~prep.present.any(axis=1))
-        self._check_empty(empty.size, empty[0] if empty.size else -1)
+        self._check_empty(empty.size, int(empty[0]) if empty.size else -1, prep)
         return prep
 
-    def _check_empty(self, n_empty: int, first: int) -> None:
+    def _check_empty(self, n_empty: int, first: int, prep: Any = None) -> None:
         if n_empty and self.empty_rows == "error":
+            hint = inverted_mask_hint(prep.Xs, prep.mask_given, first) if prep is not None else ""
             raise ValueError(
                 f"{n_empty} row(s) observe no modality (first: row {first}); there is nothing to "
-                "match them on. Drop them, or pass empty_rows='mean' to fill them with the training mean"
+                "match them on. Drop them, or pass empty_rows='mean' to fill them with the training mean" + hint
             )
 
-    def _prepare_cuda(self, X: Any, mask: Any) -> "_gpu.CudaPrepared":
-        prep = _gpu.prepare(X, mask, self.modality_dims, self.device)
-        self._check_empty(prep.scan["n_empty"], prep.scan["first_empty"])
+    def _prepare_cuda(self, X: Any, mask: Any, fitted: bool = False) -> "_gpu.CudaPrepared":
+        prep = _gpu.prepare(X, mask, self.modality_dims, self.device, expect=self._fitted_dims() if fitted else None)
+        self._check_empty(prep.scan["n_empty"], prep.scan["first_empty"], prep)
         return prep
+
+    def _fitted_dims(self) -> List[int]:
+        return [int(mu.shape[0]) for mu in self.mean_]
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "cluster_centers_"):
             raise NotFittedError("this UL4M4Imputer is not fitted yet: call fit first")
 
     def _check_compatible(self, prep: Prepared) -> None:
-        M = len(self.mean_)
-        if len(prep.dims) != M:
-            raise ValueError(f"X has {len(prep.dims)} modalities but the model was fitted on {M}")
-        for m, (d, mu) in enumerate(zip(prep.dims, self.mean_)):
-            if d != mu.shape[0]:
-                raise ValueError(f"modality {m} has width {d} but the model was fitted with {mu.shape[0]}")
+        check_dims(prep.dims, self._fitted_dims())
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any = None, *, mask: Any = None,
@@ -261,7 +260,10 @@ class UL4M4Imputer:
             nt = effective_n_threads(self.n_threads)
             prep = self._prepare(X, mask, nt)
             chunk = int(self.chunk_size)
-            mu, sigma = _core.compute_stats(prep.Xs, prep.present, nt, chunk)
+            try:
+                mu, sigma = _core.compute_stats(prep.Xs, prep.present, nt, chunk)
+            except ValueError as exc:
+                raise explain(exc, prep.Xs, prep.mask_given) from None
             eligible = int(prep.present.any(axis=1).sum())
         K = int(self.n_clusters)
         if K > eligible:
@@ -357,8 +359,7 @@ class UL4M4Imputer:
         temp = self.temperature if temperature is None else temperature
         self._check_completion(completion, ts, temp)
         if _gpu.use_cuda(self.device, X, mask):
-            prep = self._prepare_cuda(X, mask)
-            self._check_compatible(prep)
+            prep = self._prepare_cuda(X, mask, fitted=True)
             err = _gpu.nonfinite_error(prep)
             if err is not None:
                 raise err
@@ -366,11 +367,13 @@ class UL4M4Imputer:
                                  out=out, return_masks=return_masks)
         model = self._compiled()
         nt = effective_n_threads(self.n_threads)
-        prep = self._prepare(X, mask, nt)
-        self._check_compatible(prep)
+        prep = self._prepare(X, mask, nt, fitted=True)
         cont, views = new_like(prep) if out is None else use_out(prep, out)
-        imputed, unfilled = _core.complete(model, prep.Xs, prep.present, views, completion, float(ts),
-                                           float(temp) if temp is not None else 0.0, nt, int(self.chunk_size))
+        try:
+            imputed, unfilled = _core.complete(model, prep.Xs, prep.present, views, completion, float(ts),
+                                               float(temp) if temp is not None else 0.0, nt, int(self.chunk_size))
+        except ValueError as exc:
+            raise explain(exc, prep.Xs, prep.mask_given) from None
         if return_masks:
             return cont, mask_out(prep, imputed), mask_out(prep, unfilled)
         return cont
@@ -384,17 +387,18 @@ class UL4M4Imputer:
         """Nearest centre of each row by the partial distance (-1: shares no modality)."""
         self._check_fitted()
         if _gpu.use_cuda(self.device, X, mask):
-            prep = self._prepare_cuda(X, mask)
-            self._check_compatible(prep)
+            prep = self._prepare_cuda(X, mask, fitted=True)
             err = _gpu.nonfinite_error(prep)
             if err is not None:
                 raise err
             return _gpu.assign(self, prep)
         model = self._compiled()
         nt = effective_n_threads(self.n_threads)
-        prep = self._prepare(X, mask, nt)
-        self._check_compatible(prep)
-        labels, _ = _core.assign(model, prep.Xs, prep.present, nt, int(self.chunk_size))
+        prep = self._prepare(X, mask, nt, fitted=True)
+        try:
+            labels, _ = _core.assign(model, prep.Xs, prep.present, nt, int(self.chunk_size))
+        except ValueError as exc:
+            raise explain(exc, prep.Xs, prep.mask_given) from None
         if prep.torch:
             import torch
 
