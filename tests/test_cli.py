@@ -262,9 +262,13 @@ def test_failed_impute_leaves_no_output(dataset, capsys):
     mask[250] = False  # an empty row in the last chunk
     np.save(d / "late.npy", mask)
     out = d / "late_out"
-    _error(capsys, ["impute", "--model", str(model), *_mods(dataset), "--mask", str(d / "late.npy"),
-                    "--chunk-rows", "100", "--out-dir", str(out)], "no modality", "row 250 ")
-    assert os.listdir(out) == []
+    err = _error(capsys, ["impute", "--model", str(model), *_mods(dataset), "--mask", str(d / "late.npy"),
+                          "--chunk-rows", "100", "--out-dir", str(out)], "no modality", "row 250 ",
+                 "--empty-rows mean")
+    # no empty output directory, no temporary beside it; the flag, not the Python spelling
+    assert not out.exists()
+    assert not [p for p in os.listdir(d) if p.startswith(".")]
+    assert "empty_rows=" not in err
 
 
 # ---------------------------------------------------------------------------- demo

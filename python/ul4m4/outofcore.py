@@ -463,6 +463,10 @@ def _as_source(sources: Any, mask: Any) -> Tuple[ChunkSource, bool]:
     return ChunkSource(sources, mask), True
 
 
+_POLL = 0.05        # seconds: the longest any reader/writer wait goes without checking for a stop
+_ABORT_JOIN = 5.0   # seconds: abort() gives a writer this long to finish its current write (daemon thread)
+
+
 class _Prefetch:
     """Iterate over (r0, r1, Xs, P) with a reader thread `depth` chunks ahead. Buffers come
     from a pool of depth + 2 (+ spare) sets, handed back with release(); without a pool
@@ -518,7 +522,13 @@ class _Prefetch:
 
     def __iter__(self):
         while True:
-            item = self.q.get()
+            try:
+                item = self.q.get(timeout=_POLL)
+            except queue.Empty:
+                # never wait forever: a reader that stopped without a last word is an error
+                if not self.thread.is_alive() and self.q.empty():
+                    raise RuntimeError("the reader thread stopped before the last chunk") from None
+                continue
             if item[0] == "end":
                 return
             if item[0] == "err":
@@ -530,6 +540,8 @@ class _Prefetch:
             self.free.put(bufs)
 
     def close(self) -> None:
+        # Every wait of the reader polls `stop`, so it ends after at most the chunk it is
+        # reading; the buffers it reads into stay valid until then.
         self.stop.set()
         self.thread.join()
 
@@ -1056,21 +1068,32 @@ class _NpyWriter:
 
 class _WriterThread:
     """Writes (r0, outs, imputed, unfilled) items in a background thread; buffers return to
-    a pool once written."""
+    a pool once written.
+
+    No wait is unbounded: the thread polls its queue and a stop event, so that abort() (on an
+    error, Ctrl-C or SIGTERM) returns after at most the write in progress, whatever state an
+    interrupted put() left the queue in (an item appended but its waiter never notified)."""
 
     def __init__(self, write_fn: Callable[..., None], depth: int = 1):
         self.q: "queue.Queue" = queue.Queue(maxsize=depth)
         self.write_fn = write_fn
         self.error: Optional[BaseException] = None
+        self.stop = threading.Event()
+        self.done = threading.Event()  # finish(): end once the queue is drained
         self.thread = threading.Thread(target=self._run, name="ul4m4-writer", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
-        while True:
-            item = self.q.get()
+        while not self.stop.is_set():
+            try:
+                item = self.q.get(timeout=_POLL)
+            except queue.Empty:
+                if self.done.is_set():
+                    return
+                continue
             if item is None:
                 return
-            if self.error is not None:
+            if self.error is not None or self.stop.is_set():
                 item[-1]()  # release buffers, skip
                 continue
             try:
@@ -1085,28 +1108,24 @@ class _WriterThread:
             if self.error is not None:
                 raise self.error
             try:
-                self.q.put(item, timeout=0.1)
+                self.q.put(item, timeout=_POLL)
                 return
             except queue.Full:
                 if not self.thread.is_alive():
-                    raise RuntimeError("writer thread stopped")
+                    raise RuntimeError("writer thread stopped") from None
 
     def finish(self) -> None:
-        self.q.put(None)
-        self.thread.join()
+        self.done.set()
+        while self.thread.is_alive():
+            self.thread.join(_POLL)
         if self.error is not None:
             raise self.error
 
     def abort(self) -> None:
-        # drain: let the thread stop without writing what is queued
+        # stop without writing what is queued; the thread sees `stop` within one poll
         self.error = self.error or RuntimeError("aborted")
-        while True:
-            try:
-                self.q.put(None, timeout=0.1)
-                break
-            except queue.Full:
-                continue
-        self.thread.join()
+        self.stop.set()
+        self.thread.join(_ABORT_JOIN)
 
 
 def _output_paths(out_dir: Path, names: Sequence[str], ext: str) -> List[Path]:
