@@ -11,9 +11,14 @@ Subcommands (each has ``--help``)::
 Input data: ``--modality a.npy --modality b.npy`` (one 2-D float32/float64 array per
 modality, same number of rows, read memory-mapped), or ``--data data.npz`` with one key
 per modality (order: ``--keys a,b`` or the sorted key names).  The optional presence
-mask is an (n_samples, n_modalities) boolean .npy (True = observed), ``--mask mask.npy``,
-or a key of the .npz, ``--mask-key mask``.  Without a mask, a missing modality of a row
-must be all NaN.
+mask is an (n_samples, n_modalities) boolean .npy (True = observed; integers 0/1 are read
+as the Python API reads them), ``--mask mask.npy``, or a key of the .npz, ``--mask-key
+mask``.  Without a mask, a missing modality of a row must be all NaN.
+
+``ul4m4 impute`` builds its result in ``.<out-dir>.partial-<pid>`` beside ``--out-dir`` and
+swaps it in at the end, so that ``--out-dir`` always holds one complete result with its
+manifest; SIGINT and SIGTERM remove the partial directory (exit status 130 / 143), and what a
+killed run leaves behind is removed by the next run.
 
 Errors in the inputs (a missing file, a wrong shape or dtype, a mask that does not
 match, a model that does not match the data) print ``ul4m4: error: ...`` and exit with
@@ -62,7 +67,7 @@ def _info(args, msg: str) -> None:
 def _check_matrix(a: np.ndarray, where: str) -> np.ndarray:
     if a.ndim != 2:
         raise CLIError(f"{where}: expected a 2-D array (n_samples, width), got shape {a.shape}")
-    if a.dtype not in (np.float32, np.float64):
+    if not (a.dtype.kind == "f" and a.dtype.itemsize in (4, 8)):  # any byte order: read through a native copy
         raise CLIError(f"{where}: has dtype {a.dtype}; ul4m4 needs float32 or float64 "
                        "(convert with .astype(np.float32))")
     if a.shape[1] == 0:
@@ -759,8 +764,8 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keys", metavar="A,B,...", help="with --data: the keys to use, in this order (default: all "
                                                      "keys, sorted, except --mask-key)")
     g.add_argument("--mask", metavar="MASK.npy",
-                   help="(n_samples, n_modalities) boolean presence mask, True = observed. Without a mask, a "
-                        "missing modality of a row must be all NaN.")
+                   help="(n_samples, n_modalities) presence mask: boolean, True = observed, or integers 0/1, 1 = "
+                        "observed. Without a mask, a missing modality of a row must be all NaN.")
     g.add_argument("--mask-key", metavar="KEY", help="with --data: the key of the archive holding the mask")
 
 
@@ -857,7 +862,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Complete the missing modalities of a dataset with a model written by 'ul4m4 fit'. "
                     "Writes <name>.npy per modality (observed values unchanged, same dtype), "
                     "imputed_mask.npy and unfilled_mask.npy ((n_samples, n_modalities) bool) and "
-                    "manifest.json into --out-dir. Files appear under their final names only when complete. "
+                    "manifest.json into --out-dir. --out-dir is replaced as a whole, in one step, once the new "
+                    "result is complete (it must be new, empty or a previous result of this command): after an "
+                    "error, Ctrl-C or SIGTERM it holds the previous result, never a mix. "
                     "Inputs are read memory-mapped and processed in chunks of rows.",
         epilog="example: ul4m4 impute --model model.npz --modality text.npy --modality audio.npy "
                "--mask mask.npy --out-dir completed/",

@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _core
-from ._arrays import is_torch
+from ._arrays import as_mask, explain, inverted_mask_hint, is_torch
 from ._imputer import ConvergenceWarning, UL4M4Imputer, _seed_from, effective_n_threads
 
 __all__ = [
@@ -393,8 +393,9 @@ class ChunkSource:
             self.mask_reader = None
             if mask is not None:
                 mr = _reader(mask, "mask")
-                if mr.dtype != np.bool_:
-                    raise TypeError(f"mask must be a boolean array (True = present), got dtype {mr.dtype}")
+                if mr.dtype.kind not in "biu":  # integers: 0/1 only, checked chunk by chunk (_arrays.as_mask)
+                    raise TypeError(f"mask must be a boolean array (True = observed) or integers 0/1 (1 = observed), "
+                                    f"got dtype {mr.dtype}")
                 if tuple(mr.shape) != (self.n, self.M):
                     raise ValueError(f"mask has shape {tuple(mr.shape)}; expected (n_samples, n_modalities) = "
                                      f"{(self.n, self.M)}")
@@ -421,7 +422,13 @@ class ChunkSource:
              drop_cache: bool = False) -> Tuple[List[np.ndarray], np.ndarray]:
         Xs = [r.read(r0, r1, None if out is None else out[m]) for m, r in enumerate(self.readers)]
         if self.mask_reader is not None:
-            P = np.ascontiguousarray(self.mask_reader.read(r0, r1), dtype=np.bool_).view(np.uint8)
+            raw = self.mask_reader.read(r0, r1)
+            if raw.dtype != np.bool_:
+                try:
+                    raw = as_mask(raw, r1 - r0, self.M)
+                except ValueError as exc:
+                    raise ValueError(_shift_rows(str(exc), r0)) from None
+            P = np.ascontiguousarray(raw, dtype=np.bool_).view(np.uint8)
         else:
             try:
                 P = _core.presence_from_nan(Xs, r1 - r0, n_threads, 1024)
@@ -867,7 +874,8 @@ def fit_streaming(imputer: UL4M4Imputer, sources: Any, mask: Any = None, *, chun
                 if imp.empty_rows == "error" and not rowany.all():
                     i = int(np.flatnonzero(~rowany)[0]) + r0
                     raise ValueError(f"row {i} observes no modality; there is nothing to match it on. Drop such "
-                                     "rows, or pass empty_rows='mean' to fill them with the training mean")
+                                     "rows, or pass empty_rows='mean' to fill them with the training mean"
+                                     + inverted_mask_hint(Xs, src.mask_reader is not None, i - r0))
                 eligible += int(rowany.sum())
                 mom.merge(chunk_moments(Xs, P, r0, nt))
                 if S:
@@ -990,18 +998,19 @@ def _check_model(imp: UL4M4Imputer, src: ChunkSource) -> None:
             raise ValueError(f"modality {m} has width {d} but the model was fitted with {mu.shape[0]}")
 
 
-def _complete_chunk(imp, model, Xs, P, outs, completion, ts, temp, nt, r0):
+def _complete_chunk(imp, model, Xs, P, outs, completion, ts, temp, nt, r0, mask_given=True):
     if imp.empty_rows == "error":
         rowany = P.any(axis=1)
         if not rowany.all():
             i = int(np.flatnonzero(~rowany)[0]) + r0
             raise ValueError(f"row {i} observes no modality; there is nothing to match it on. Drop such rows, or "
-                             "pass empty_rows='mean' to fill them with the training mean")
+                             "pass empty_rows='mean' to fill them with the training mean"
+                             + inverted_mask_hint(Xs, mask_given, i - r0))
     try:
         return _core.complete(model, Xs, P, outs, completion, float(ts), float(temp) if temp is not None else 0.0,
                               nt, int(imp.chunk_size))
     except ValueError as exc:
-        raise ValueError(_shift_rows(str(exc), r0)) from None
+        raise explain(ValueError(_shift_rows(str(exc), r0)), Xs, mask_given, r0) from None
 
 
 def iter_transform(imputer: UL4M4Imputer, sources: Any, mask: Any = None, *, chunk_rows: Optional[int] = None,
@@ -1025,7 +1034,8 @@ def iter_transform(imputer: UL4M4Imputer, sources: Any, mask: Any = None, *, chu
                 # place and handed over; a chunk that may be a view of the caller's array
                 # goes to a new output array (the caller's data are never written).
                 outs = [x if r.private else np.empty_like(x) for x, r in zip(Xs, src.readers)]
-                im, un = _complete_chunk(imp, model, Xs, P, outs, completion, ts, temp, nt, r0)
+                im, un = _complete_chunk(imp, model, Xs, P, outs, completion, ts, temp, nt, r0,
+                                         src.mask_reader is not None)
                 yield r0, r1, outs, im, un
         finally:
             pf.close()
@@ -1226,7 +1236,8 @@ def transform_to_npy(imputer: UL4M4Imputer, sources: Any, *, out_dir: "str | os.
                        rows=step, spare=2)
         try:
             for r0, r1, Xs, P, inbufs in pf:
-                im, un = _complete_chunk(imp, model, Xs, P, Xs, completion, ts, temp, nt, r0)
+                im, un = _complete_chunk(imp, model, Xs, P, Xs, completion, ts, temp, nt, r0,
+                                         src.mask_reader is not None)
                 counts[0] += int(im.sum())
                 counts[1] += int(un.sum())
                 wt.put(r0, Xs, im, un, (lambda b=inbufs: pf.release(b)))
