@@ -230,16 +230,16 @@ def new_like(prep: Prepared) -> tuple:
 
 
 def _byte_span(a: np.ndarray) -> tuple:
-    """[lo, hi) of the bytes an array's elements occupy (bounds only, no memory read)."""
-    lo = hi = a.__array_interface__["data"][0]
+    """(lo, hi, address) of the bytes an array's elements occupy (bounds only, no memory read)."""
+    ptr = lo = hi = a.__array_interface__["data"][0]
     if a.size == 0:
-        return lo, lo
+        return lo, lo, ptr
     for n, st in zip(a.shape, a.strides):
         if st < 0:
             lo += (n - 1) * st
         else:
             hi += (n - 1) * st
-    return lo, hi + a.itemsize
+    return lo, hi + a.itemsize, ptr
 
 
 def _shares(a: np.ndarray, b: np.ndarray) -> bool:
@@ -263,8 +263,9 @@ def check_aliasing(outs: Sequence[np.ndarray], ins: Sequence[np.ndarray], out_na
     nodes = [(True, m, o, out_names[m]) for m, o in enumerate(outs)]
     nodes += [(False, m, x, nm) for m, x, nm in zip(in_mods, ins, in_names)]
     spans = sorted((_byte_span(n[2]) + (k,) for k, n in enumerate(nodes)), key=lambda t: t[0])
+    ptrs = {k: p for _, _, p, k in spans}
     active: list = []
-    for lo, hi, k in spans:
+    for lo, hi, _, k in spans:
         if lo == hi:
             continue
         active = [(h, j) for h, j in active if h > lo]
@@ -273,8 +274,9 @@ def check_aliasing(outs: Sequence[np.ndarray], ins: Sequence[np.ndarray], out_na
             o2, m2, b, _ = nodes[j]
             if not (is_out or o2):
                 continue
-            if is_out != o2 and m == m2 and _same_view(a, b):
-                continue
+            if (is_out != o2 and m == m2 and ptrs[k] == ptrs[j] and a.shape == b.shape and a.strides == b.strides
+                    and a.dtype == b.dtype):
+                continue  # out[m] is exactly X[m]: in-place
             if _shares(a, b):
                 first, second = sorted([nodes[k], nodes[j]], key=lambda t: (not t[0], t[1]))
                 if first[0] and second[0]:
