@@ -262,9 +262,13 @@ def test_failed_impute_leaves_no_output(dataset, capsys):
     mask[250] = False  # an empty row in the last chunk
     np.save(d / "late.npy", mask)
     out = d / "late_out"
-    _error(capsys, ["impute", "--model", str(model), *_mods(dataset), "--mask", str(d / "late.npy"),
-                    "--chunk-rows", "100", "--out-dir", str(out)], "no modality", "row 250 ")
-    assert os.listdir(out) == []
+    err = _error(capsys, ["impute", "--model", str(model), *_mods(dataset), "--mask", str(d / "late.npy"),
+                          "--chunk-rows", "100", "--out-dir", str(out)], "no modality", "row 250 ",
+                 "--empty-rows mean")
+    # no empty output directory, no temporary beside it; the flag, not the Python spelling
+    assert not out.exists()
+    assert not [p for p in os.listdir(d) if p.startswith(".")]
+    assert "empty_rows=" not in err
 
 
 # ---------------------------------------------------------------------------- demo
@@ -294,3 +298,77 @@ def test_demo_bad_options(capsys, tmp_path):
     _error(capsys, ["demo", "--rates", "0.9", "--out", str(tmp_path)], "0.9")
     _error(capsys, ["demo", "--imputers", "mean,bogus", "--out", str(tmp_path)], "bogus")
     assert main(["demo", "--rates", "abc"]) == 2
+
+
+# ---------------------------------------------------------------------------- issue 12
+def test_integer_masks_same_rules_as_the_api(dataset, capsys):
+    """0/1 integer masks are read as the Python API reads them; other values are refused by
+    both with the slot named."""
+    model = _fit(dataset)
+    imp = ul4m4.UL4M4Imputer.load(model)
+    d = dataset["dir"]
+    m = dataset["mask"].astype(">i2")
+    np.save(d / "int_mask.npy", m)
+    out = d / "int_out"
+    assert main(["impute", "--model", str(model), *_mods(dataset), "--mask", str(d / "int_mask.npy"),
+                 "--out-dir", str(out), "-q"]) == 0
+    ref = imp.transform(dataset["X"], mask=m)
+    for name, r in zip(("text", "audio", "video"), ref):
+        np.testing.assert_array_equal(np.load(out / f"{name}.npy"), r)
+    m[7, 2] = 3
+    np.save(d / "bad_mask.npy", m)
+    err = _error(capsys, ["impute", "--model", str(model), *_mods(dataset), "--mask", str(d / "bad_mask.npy"),
+                          "--out-dir", str(d / "bad_out")], "only 0 and 1", "row 7, modality 2 holds 3")
+    with pytest.raises(ValueError, match="row 7, modality 2 holds 3"):
+        imp.transform(dataset["X"], mask=m)
+    assert not (d / "bad_out").exists() and "Traceback" not in err
+
+
+def test_cli_messages_name_the_flags(dataset, capsys):
+    """Library messages reach the command line with the flags' spelling."""
+    from ul4m4.cli import _cli_spelling
+
+    err = _error(capsys, ["fit", *_mods(dataset), "--mask", str(dataset["paths"]["mask"]), "-k", "100000",
+                          "-o", str(dataset["dir"] / "m.npz")], "-k/--n-clusters 100000")
+    assert "n_clusters=" not in err
+    assert _cli_spelling("pass empty_rows='mean' to fill") == "pass --empty-rows mean to fill"
+    assert _cli_spelling("k-means stopped at max_iter=3 before convergence; increase max_iter or tol") == \
+        "k-means stopped at --max-iter 3 before convergence; increase --max-iter or --tol"
+    inv = np.zeros_like(dataset["mask"])
+    np.save(dataset["dir"] / "zero.npy", inv)
+    err = _error(capsys, ["fit", *_mods(dataset), "--mask", str(dataset["dir"] / "zero.npy"), "-k", "3",
+                          "-o", str(dataset["dir"] / "m.npz")], "True (or 1) in the mask means observed",
+                 "invert the mask file")
+
+
+def test_impute_replaces_a_previous_result_whole(dataset, capsys):
+    """A second run replaces the first one's directory as a whole (files of another modality
+    set do not survive beside the new manifest)."""
+    model = _fit(dataset)
+    out = dataset["dir"] / "again"
+    base = ["impute", "--model", str(model), "--mask", str(dataset["paths"]["mask"]), "--out-dir", str(out), "-q"]
+    assert main(base + _mods(dataset)) == 0
+    first = sorted(os.listdir(out))
+    np.save(dataset["dir"] / "sound.npy", dataset["X"][1])
+    assert main(base + ["--modality", str(dataset["paths"]["text"]), "--modality", str(dataset["dir"] / "sound.npy"),
+                        "--modality", str(dataset["paths"]["video"])]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(os.listdir(out)) == sorted(manifest["files"] + ["manifest.json"]) != first
+    assert not [p for p in os.listdir(dataset["dir"]) if p.startswith(".")]
+
+
+def test_big_endian_npy_files_accepted(dataset, capsys):
+    """'>f4' / '>f8' .npy files are read through native copies, as the Python API reads such
+    arrays; the outputs are native."""
+    model = _fit(dataset)
+    imp = ul4m4.UL4M4Imputer.load(model)
+    d = dataset["dir"]
+    argv = ["impute", "--model", str(model), "--mask", str(dataset["paths"]["mask"]), "--out-dir", str(d / "be"), "-q"]
+    for name, x in zip(("text", "audio", "video"), dataset["X"]):
+        np.save(d / f"be_{name}.npy", x.astype(x.dtype.newbyteorder(">")))
+        argv += ["--modality", str(d / f"be_{name}.npy")]
+    assert main(argv) == 0, capsys.readouterr().err
+    for name, r in zip(("text", "audio", "video"), imp.transform(dataset["X"], mask=dataset["mask"])):
+        got = np.load(d / "be" / f"be_{name}.npy")
+        assert got.dtype == r.dtype and got.dtype.isnative
+        np.testing.assert_array_equal(got, r)

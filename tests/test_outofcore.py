@@ -137,7 +137,11 @@ def test_fit_streaming_errors():
     with pytest.raises(TypeError, match="float32 or float64"):
         fit_streaming(ul4m4.UL4M4Imputer(3), [Xs[0].astype(np.float16)], None)
     with pytest.raises(TypeError, match="boolean"):
-        fit_streaming(ul4m4.UL4M4Imputer(3), Xs, P.astype(np.uint8))
+        fit_streaming(ul4m4.UL4M4Imputer(3), Xs, P.astype(np.float32))
+    bad = P.astype(np.uint8)  # 0/1 integers are a mask (as in fit); other values are not
+    bad[-1, 0] = 2
+    with pytest.raises(ValueError, match=rf"only 0 and 1.*row {len(P) - 1}, modality 0 holds 2"):
+        fit_streaming(ul4m4.UL4M4Imputer(3), Xs, bad, chunk_rows=7)
     with pytest.raises(ValueError, match="n_clusters=600"):
         fit_streaming(ul4m4.UL4M4Imputer(600), Xs, P)
 

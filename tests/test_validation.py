@@ -83,14 +83,32 @@ def test_mask_wrong_shape(data, fitted):
         raises(ValueError, r"mask has shape", lambda: fitted.transform(Xs, mask=bad), Xs, bad)
 
 
-@pytest.mark.parametrize("dt", [np.int64, np.uint8, np.float64, np.int8])
+@pytest.mark.parametrize("dt", [np.float64, np.float32, np.float16, np.complex64])
 def test_mask_wrong_dtype(data, fitted, dt):
     Xs, P = data
     bad = P.astype(dt)
-    raises(TypeError, rf"mask must be a boolean array .*{np.dtype(dt).name}",
+    raises(TypeError, rf"mask must be a boolean array .*0/1.*{np.dtype(dt).name}",
            lambda: ul4m4.UL4M4Imputer(2).fit(Xs, mask=bad), Xs, bad)
     raises(TypeError, r"mask must be a boolean array", lambda: fitted.transform(Xs, mask=bad), Xs, bad)
     raises(TypeError, r"mask must be a boolean array", lambda: fitted.predict(Xs, mask=bad), Xs, bad)
+
+
+@pytest.mark.parametrize("dt", [np.int64, np.uint8, np.int8, ">i4", "<u2", ">u8"])
+def test_integer_01_mask_accepted_like_the_command_line(data, fitted, dt):
+    """0/1 integer masks (any width and byte order) mean what the boolean mask means, as on
+    the command line; any other value is refused naming the slot."""
+    Xs, P = data
+    m = P.astype(dt)
+    ref = ul4m4.UL4M4Imputer(2, random_state=0).fit(Xs, mask=P)
+    got = ul4m4.UL4M4Imputer(2, random_state=0).fit(Xs, mask=m)
+    np.testing.assert_array_equal(ref.labels_, got.labels_)
+    for a, b in zip(fitted.transform(Xs, mask=P), fitted.transform(Xs, mask=m)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(fitted.predict(Xs, mask=P), fitted.predict(Xs, mask=m))
+    bad = m.copy()
+    bad[3, 1] = 2
+    raises(ValueError, r"only 0 and 1.*row 3, modality 1 holds 2", lambda: fitted.transform(Xs, mask=bad), Xs, bad)
+    raises(ValueError, r"only 0 and 1", lambda: ul4m4.UL4M4Imputer(2).fit(Xs, mask=bad), Xs, bad)
 
 
 def test_boolean_mask_passed_as_y(data):

@@ -19,11 +19,16 @@ using namespace ul4m4;
 
 namespace {
 
+// Compared by value (kind, size, byte order), not by identity: an array that went through
+// pickle or another process carries an equal but distinct dtype object.
 DType dtype_of(const py::array& a, const char* what) {
-  if (a.dtype().is(py::dtype::of<float>())) return DType::F32;
-  if (a.dtype().is(py::dtype::of<double>())) return DType::F64;
-  throw py::type_error(std::string(what) + ": expected float32 or float64, got " +
-                       std::string(py::str(a.dtype())));
+  const py::dtype dt = a.dtype();
+  if (dt.kind() == 'f' && dt.attr("isnative").cast<bool>()) {
+    if (dt.itemsize() == 4) return DType::F32;
+    if (dt.itemsize() == 8) return DType::F64;
+  }
+  throw py::type_error(std::string(what) + ": expected float32 or float64 in native byte order, got " +
+                       std::string(py::str(dt)));
 }
 
 template <class View, class Arr>

@@ -12,7 +12,8 @@ from typing import Any, List, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["Prepared", "prepare", "is_torch", "new_like"]
+__all__ = ["Prepared", "prepare", "is_torch", "new_like", "use_out", "as_mask", "check_dims", "check_aliasing",
+           "explain", "inverted_mask_hint"]
 
 
 def is_torch(x: Any) -> bool:
@@ -29,34 +30,49 @@ def _torch_to_numpy(t: Any, what: str) -> np.ndarray:
         )
     if t.is_sparse if hasattr(t, "is_sparse") else False:
         raise TypeError(f"{what} is a sparse tensor; pass a dense one")
-    return t.detach().numpy()  # zero-copy view
+    try:
+        return t.detach().numpy()  # zero-copy view
+    except (TypeError, RuntimeError):  # bfloat16, float8, conjugate views ...: no numpy equivalent
+        dt = str(t.dtype).replace("torch.", "")
+        raise TypeError(f"{what} is a torch tensor of dtype {dt}, which numpy cannot hold; ul4m4 works on float32 "
+                        "or float64 (convert with .float(); a mask with .bool())") from None
 
 
 def _to_numpy(x: Any, what: str) -> np.ndarray:
     if is_torch(x):
         return _torch_to_numpy(x, what)
+    if isinstance(x, np.ma.MaskedArray):
+        # Its mask is per value, ul4m4's per (row, modality): refused rather than ignored.
+        raise TypeError(f"{what} is a numpy masked array; ul4m4 does not read numpy masks. Pass "
+                        "np.ma.filled(a, np.nan) (a row whose values are all masked becomes missing) or the plain "
+                        "array with a presence mask (mask=..., True = observed)")
     if isinstance(x, np.ndarray):
         return x
     if hasattr(x, "__array__") or isinstance(x, (list, tuple)):
-        return np.asarray(x)
+        try:
+            return np.asarray(x)
+        except (ValueError, TypeError) as exc:  # ragged nested lists ...
+            raise ValueError(f"{what} cannot be read as a 2-D array ({exc})") from None
     raise TypeError(f"{what}: expected a numpy array or torch tensor, got {type(x).__name__}")
 
 
 def _check_float(a: np.ndarray, what: str) -> np.ndarray:
-    if a.dtype == np.float32 or a.dtype == np.float64:
-        pass
-    elif a.dtype.kind in "iub":
+    """float32 / float64 compared by value (kind and size), any byte order: a big-endian
+    array is converted to a native copy (the caller's array is never changed)."""
+    dt = a.dtype
+    if dt.kind == "f" and dt.itemsize in (4, 8):
+        if not dt.isnative:
+            a = a.astype(dt.newbyteorder("="))
+        return a
+    if dt.kind in "iub":
         raise TypeError(
-            f"{what} has dtype {a.dtype}; ul4m4 works on float32 or float64 embeddings "
+            f"{what} has dtype {dt}; ul4m4 works on float32 or float64 embeddings "
             "(convert with .astype(np.float32))"
         )
-    elif a.dtype.kind == "f":
-        raise TypeError(f"{what} has dtype {a.dtype}; convert it to float32 or float64")
-    else:
-        raise TypeError(f"{what} has unsupported dtype {a.dtype}")
-    if not a.dtype.isnative:
-        a = a.astype(a.dtype.newbyteorder("="))
-    return a
+    if dt.kind == "f":
+        raise TypeError(f"{what} has dtype {dt}; ul4m4 works on float32 or float64 (convert with "
+                        ".astype(np.float32), or .float() for a torch tensor)")
+    raise TypeError(f"{what} has unsupported dtype {dt}; ul4m4 works on float32 or float64 embeddings")
 
 
 def _rows_contiguous(a: np.ndarray) -> np.ndarray:
@@ -79,21 +95,56 @@ class Prepared:
     dense: Optional[np.ndarray] = None   # the dense 2-D input (dense kind)
     originals: List[Any] = field(default_factory=list)
     container: type = list                # list or tuple (list kind)
+    mask_given: bool = False              # presence came from mask= (not from NaN rows)
 
 
-def _mask(mask: Any, n: int, M: int) -> np.ndarray:
-    m = _to_numpy(mask, "mask")
-    if m.dtype != np.bool_:
-        raise TypeError(f"mask must be a boolean array (True = present), got dtype {m.dtype}")
+def as_mask(mask: Any, n: int, M: int, what: str = "mask") -> np.ndarray:
+    """The (n, M) presence mask as a C-contiguous bool array: booleans (True = observed), or
+    integers holding only 0 and 1 (1 = observed; any byte order). The command line and the
+    Python API both read masks through this."""
+    m = _to_numpy(mask, what)
+    if m.dtype.kind not in "biu":
+        raise TypeError(f"{what} must be a boolean array (True = observed) or integers 0/1 (1 = observed), "
+                        f"got dtype {m.dtype}")
     if m.shape != (n, M):
-        raise ValueError(f"mask has shape {m.shape}; expected (n_samples, n_modalities) = {(n, M)}")
-    return np.ascontiguousarray(m).view(np.uint8)
+        raise ValueError(f"{what} has shape {m.shape}; expected (n_samples, n_modalities) = {(n, M)}")
+    if m.dtype.kind == "b":
+        return np.ascontiguousarray(m)
+    bad = (m != 0) & (m != 1)
+    if bad.any():
+        i, j = (int(v[0]) for v in np.nonzero(bad))
+        raise ValueError(f"{what}: an integer mask must hold only 0 and 1 (1 = observed); row {i}, modality {j} "
+                         f"holds {m[i, j]}")
+    return m != 0
+
+
+def check_dims(dims: Sequence[int], expect: Optional[Sequence[int]]) -> None:
+    """The modality count and widths of X against those a model was fitted on (checked
+    before anything reads the rows, so that a wrong count is named as such)."""
+    if expect is None:
+        return
+    expect = [int(d) for d in expect]
+    if len(dims) != len(expect):
+        raise ValueError(f"X has {len(dims)} modalities but the model was fitted on {len(expect)} (X's widths: "
+                         f"{', '.join(map(str, dims))}; the model's: {', '.join(map(str, expect))})")
+    for m, (d, e) in enumerate(zip(dims, expect)):
+        if d != e:
+            raise ValueError(f"modality {m} has width {d} but the model was fitted with {e} "
+                             f"(widths {', '.join(map(str, expect))}, in that order)")
+
+
+def check_list_dims(X: Any, modality_dims: Any) -> None:
+    if isinstance(X, (list, tuple)) and modality_dims is not None:
+        raise ValueError("modality_dims is set but X is a list of per-modality arrays: modality_dims only splits "
+                         "one 2-D X into column blocks. Set modality_dims=None, or pass one 2-D array")
 
 
 def prepare(X: Any, mask: Any, modality_dims: Optional[Sequence[int]], core: Any, n_threads: int,
-            chunk: int) -> Prepared:
+            chunk: int, expect: Optional[Sequence[int]] = None) -> Prepared:
     """Validate and convert ``X`` (list of per-modality arrays, or one 2-D array split by
-    ``modality_dims``) and ``mask``; absent rows may be marked by NaN when mask is None."""
+    ``modality_dims``) and ``mask``; absent rows may be marked by NaN when mask is None.
+    ``expect``: the widths a fitted model needs (count and widths are checked first)."""
+    check_list_dims(X, modality_dims)
     if isinstance(X, (list, tuple)):
         if len(X) == 0:
             raise ValueError("X is an empty list: give one array per modality")
@@ -142,12 +193,13 @@ def prepare(X: Any, mask: Any, modality_dims: Optional[Sequence[int]], core: Any
     if M > 64:
         raise ValueError(f"at most 64 modalities are supported, got {M}")
     dims = [a.shape[1] for a in Xs]
+    check_dims(dims, expect)
     if mask is None:
         present = core.presence_from_nan(Xs, n, n_threads, chunk)
     else:
-        present = _mask(mask, n, M)
+        present = as_mask(mask, n, M).view(np.uint8)
     return Prepared(Xs=Xs, present=present, n=n, kind=kind, torch=torch_flag, dims=dims, dense=dense,
-                    originals=originals, container=container)
+                    originals=originals, container=container, mask_given=mask is not None)
 
 
 def new_like(prep: Prepared) -> tuple:
@@ -177,14 +229,79 @@ def new_like(prep: Prepared) -> tuple:
     return prep.container(conts), views
 
 
+def _byte_span(a: np.ndarray) -> tuple:
+    """(lo, hi, address) of the bytes an array's elements occupy (bounds only, no memory read)."""
+    ptr = lo = hi = a.__array_interface__["data"][0]
+    if a.size == 0:
+        return lo, lo, ptr
+    for n, st in zip(a.shape, a.strides):
+        if st < 0:
+            lo += (n - 1) * st
+        else:
+            hi += (n - 1) * st
+    return lo, hi + a.itemsize, ptr
+
+
+def _shares(a: np.ndarray, b: np.ndarray) -> bool:
+    """Exact overlap test, run only on pairs whose byte spans intersect; a problem too hard
+    to decide within the work bound counts as overlap."""
+    try:
+        return bool(np.shares_memory(a, b, max_work=1 << 20))
+    except Exception:  # numpy TooHardError
+        return True
+
+
+def check_aliasing(outs: Sequence[np.ndarray], ins: Sequence[np.ndarray], out_names: Sequence[str],
+                   in_names: Sequence[str], in_mods: Optional[Sequence[int]] = None) -> None:
+    """No output may share memory with an input or with another output, except that
+    ``outs[m]`` may be exactly ``ins[m]`` (same address, shape and strides: in-place
+    completion of that modality). Inputs may overlap each other (they are only read).
+
+    Cost: a sort of the byte spans (bounds only); the exact ``np.shares_memory`` runs only for
+    pairs whose spans intersect."""
+    in_mods = range(len(ins)) if in_mods is None else in_mods
+    nodes = [(True, m, o, out_names[m]) for m, o in enumerate(outs)]
+    nodes += [(False, m, x, nm) for m, x, nm in zip(in_mods, ins, in_names)]
+    spans = sorted((_byte_span(n[2]) + (k,) for k, n in enumerate(nodes)), key=lambda t: t[0])
+    ptrs = {k: p for _, _, p, k in spans}
+    active: list = []
+    for lo, hi, _, k in spans:
+        if lo == hi:
+            continue
+        active = [(h, j) for h, j in active if h > lo]
+        is_out, m, a, _ = nodes[k]
+        for _, j in active:
+            o2, m2, b, _ = nodes[j]
+            if not (is_out or o2):
+                continue
+            if (is_out != o2 and m == m2 and ptrs[k] == ptrs[j] and a.shape == b.shape and a.strides == b.strides
+                    and a.dtype == b.dtype):
+                continue  # out[m] is exactly X[m]: in-place
+            if _shares(a, b):
+                first, second = sorted([nodes[k], nodes[j]], key=lambda t: (not t[0], t[1]))
+                if first[0] and second[0]:
+                    raise ValueError(f"{first[3]} and {second[3]} share memory: every output needs its own buffer")
+                raise ValueError(f"{first[3]} overlaps {second[3]}: an output may be exactly its own modality's "
+                                 "input (in-place) but must not otherwise share memory with any input")
+        active.append((hi, k))
+
+
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0] and a.shape == b.shape
+            and a.strides == b.strides and a.dtype == b.dtype)
+
+
 def use_out(prep: Prepared, out: Any) -> tuple:
     """Caller-given output arrays (``transform(..., out=...)``): same container kind, shapes
     and dtypes as the input, writeable; ``out`` may be the input itself (in-place fill of
-    the missing slots) but must not otherwise overlap it. Returns like :func:`new_like`."""
+    the missing slots) but must not otherwise overlap any input or any other output.
+    Returns like :func:`new_like`."""
     def arr(o, what, like):
         a = _to_numpy(o, what)
-        if a.shape != like.shape or a.dtype != like.dtype:
-            raise ValueError(f"{what} must have shape {like.shape} and dtype {like.dtype}, got {a.shape} {a.dtype}")
+        want = like.dtype.newbyteorder("=")
+        if a.shape != like.shape or a.dtype != want or not a.dtype.isnative:
+            raise ValueError(f"{what} must have shape {like.shape} and dtype {want} (native byte order), got "
+                             f"{a.shape} {a.dtype}")
         if not a.flags.writeable:
             raise ValueError(f"{what} is read-only")
         if (a.shape[1] > 1 and a.strides[1] != a.itemsize) or a.strides[0] < 0:
@@ -195,20 +312,32 @@ def use_out(prep: Prepared, out: Any) -> tuple:
         if isinstance(out, (list, tuple)):
             raise TypeError("out must be one 2-D array like X")
         a = arr(out, "out", prep.dense)
-        if a is not prep.dense and np.shares_memory(a, prep.dense):
-            raise ValueError("out overlaps X without being X")
+        ins = [prep.dense] + [x for x in (_maybe_numpy(o) for o in prep.originals)
+                              if x is not None and not _same_view(x, prep.dense)]
+        check_aliasing([a], ins, ["out"], ["X"] * len(ins), [0] * len(ins))
         offs = np.concatenate([[0], np.cumsum(prep.dims)])
         return out, [a[:, offs[m]:offs[m + 1]] for m in range(len(prep.dims))]
     if not isinstance(out, (list, tuple)) or len(out) != len(prep.Xs):
         raise TypeError(f"out must be a list of {len(prep.Xs)} arrays, one per modality")
-    views = []
-    for m, (o, x) in enumerate(zip(out, prep.Xs)):
-        a = arr(o, f"out[{m}]", x)
-        same = a.__array_interface__["data"][0] == x.__array_interface__["data"][0] and a.strides == x.strides
-        if not same and np.shares_memory(a, x):
-            raise ValueError(f"out[{m}] overlaps modality {m} without being it")
-        views.append(a)
+    views = [arr(o, f"out[{m}]", x) for m, (o, x) in enumerate(zip(out, prep.Xs))]
+    M = len(views)
+    ins, mods = list(prep.Xs), list(range(M))
+    for m, o in enumerate(prep.originals):  # the caller's arrays where a converted copy is read
+        x = _maybe_numpy(o)
+        if x is not None and not _same_view(x, prep.Xs[m]):
+            ins.append(x)
+            mods.append(m)
+    check_aliasing(views, ins, [f"out[{m}]" for m in range(M)], [f"modality {m} of X" for m in mods], mods)
     return out, views
+
+
+def _maybe_numpy(x: Any) -> Optional[np.ndarray]:
+    """The caller's original input as numpy (for the overlap check), or None."""
+    try:
+        a = _to_numpy(x, "X")
+    except (TypeError, ValueError):
+        return None
+    return a if isinstance(a, np.ndarray) and a.ndim == 2 else None
 
 
 def mask_out(prep: Prepared, m: np.ndarray):
@@ -218,3 +347,43 @@ def mask_out(prep: Prepared, m: np.ndarray):
 
         return torch.from_numpy(m)
     return m
+
+
+# ----------------------------------------------------------------------------- error hints
+_MASK_HINT = ("; True (or 1) in the mask means observed: if your mask marks the missing slots, invert it "
+              "(~mask, or 1 - mask)")
+
+
+def _all_nan(row: Any) -> bool:
+    return bool((row != row).all())  # numpy or torch, no import
+
+
+def _all_finite(row: Any) -> bool:
+    return bool((row - row == 0).all())  # x - x is NaN exactly for NaN and inf
+
+
+def inverted_mask_hint(Xs: Sequence[Any], mask_given: bool, row: int, m: Optional[int] = None) -> str:
+    """A hint when the presence mask looks inverted at ``row``: for a non-finite observed
+    slot (``m`` given), the whole row of modality m is NaN; for a row marked empty
+    (``m`` None), some modality of it holds only finite values. '' otherwise."""
+    if not mask_given or row < 0:
+        return ""
+    try:
+        if m is not None:
+            return _MASK_HINT if _all_nan(Xs[m][row]) else ""
+        return _MASK_HINT if any(_all_finite(x[row]) for x in Xs) else ""
+    except Exception:  # a hint is never worth a second error
+        return ""
+
+
+def explain(exc: ValueError, Xs: Sequence[Any], mask_given: bool, r0: int = 0) -> ValueError:
+    """``exc`` (the core's 'NaN or inf in an observed slot: row i of modality m ...'), with the
+    inverted-mask hint appended where it applies; rows of ``Xs`` start at row ``r0``."""
+    import re
+
+    msg = str(exc)
+    hit = re.search(r"observed slot: row (\d+) of modality (\d+)", msg)
+    if hit is None:
+        return exc
+    hint = inverted_mask_hint(Xs, mask_given, int(hit.group(1)) - r0, int(hit.group(2)))
+    return ValueError(msg + hint) if hint else exc

@@ -20,7 +20,8 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from ._arrays import _check_float, _rows_contiguous, _to_numpy, is_torch
+from ._arrays import (_check_float, _rows_contiguous, _to_numpy, as_mask, check_aliasing, check_dims, check_list_dims,
+                      explain, is_torch)
 
 __all__ = ["availability", "check_device", "use_cuda", "prepare", "compute_stats", "kmeans", "complete", "assign"]
 
@@ -180,6 +181,7 @@ class CudaPrepared:
     dense: Any = None
     container: type = list
     originals: List[Any] = field(default_factory=list)
+    mask_given: bool = False
 
     @property
     def torch(self) -> bool:
@@ -210,11 +212,12 @@ class _Call:
         return (self.dev.index, int(self.stream.cuda_stream), int(self.ws.data_ptr()), int(self.ws.numel()))
 
 
-def prepare(X: Any, mask: Any, modality_dims, device: str) -> CudaPrepared:
+def prepare(X: Any, mask: Any, modality_dims, device: str, expect=None) -> CudaPrepared:
     """Validate and place X and mask on the GPU, and scan them (NaN marking, finiteness,
     empty rows) on the device. Errors are those of ``_arrays.prepare``."""
     torch = _torch()
     cu = _module()
+    check_list_dims(X, modality_dims)
     device = check_device(device)
     dev = _target_device(device, X)
     items = list(X) if isinstance(X, (list, tuple)) else [X]
@@ -263,6 +266,7 @@ def prepare(X: Any, mask: Any, modality_dims, device: str) -> CudaPrepared:
     if M > 64:
         raise ValueError(f"at most 64 modalities are supported, got {M}")
     dims = [int(t.shape[1]) for t in Xs]
+    check_dims(dims, expect)
     host = kinds.pop() if len(kinds) == 1 else "numpy"
     with torch.cuda.device(dev):
         if mask is None:
@@ -278,32 +282,32 @@ def prepare(X: Any, mask: Any, modality_dims, device: str) -> CudaPrepared:
         raise ValueError(f"row {i} of modality {m} is partly NaN ({scan['partly_nan']} of {dims[m]} values): a missing "
                          "modality must be all NaN or marked in the mask")
     return CudaPrepared(Xs=Xs, present=present, n=n, kind=kind, dims=dims, device=dev, host=host, scan=scan,
-                        dense=dense, container=container, originals=items)
+                        dense=dense, container=container, originals=items, mask_given=mask is not None)
 
 
 def _mask(mask: Any, n: int, M: int, dev):
     torch = _torch()
-    if is_torch(mask):
+    if is_torch(mask) and mask.device.type == "cuda":  # checked on the device (the rules of _arrays.as_mask)
         t = mask.detach()
-        if t.dtype != torch.bool:
-            raise TypeError(f"mask must be a boolean array (True = present), got dtype {_torch_dtype_name(t)}")
+        if t.dtype != torch.bool and (t.dtype.is_floating_point or t.dtype.is_complex):
+            raise TypeError(f"mask must be a boolean array (True = observed) or integers 0/1 (1 = observed), "
+                            f"got dtype {_torch_dtype_name(t)}")
         if tuple(t.shape) != (n, M):
             raise ValueError(f"mask has shape {tuple(t.shape)}; expected (n_samples, n_modalities) = {(n, M)}")
+        if t.dtype != torch.bool:
+            if bool(((t != 0) & (t != 1)).any()):
+                raise ValueError("mask: an integer mask must hold only 0 and 1 (1 = observed)")
+            t = t != 0
         return t.to(dev).contiguous().view(torch.uint8)
-    m = _to_numpy(mask, "mask")
-    if m.dtype != np.bool_:
-        raise TypeError(f"mask must be a boolean array (True = present), got dtype {m.dtype}")
-    if m.shape != (n, M):
-        raise ValueError(f"mask has shape {m.shape}; expected (n_samples, n_modalities) = {(n, M)}")
-    return torch.from_numpy(np.ascontiguousarray(m).view(np.uint8)).to(dev)
+    return torch.from_numpy(as_mask(mask, n, M).view(np.uint8)).to(dev)
 
 
 def nonfinite_error(prep: CudaPrepared) -> Optional[ValueError]:
     s = prep.scan
     if s["bad_row"] < 0:
         return None
-    return ValueError(f"NaN or inf in an observed slot: row {s['bad_row']} of modality {s['bad_m']} "
-                      "(mark absent rows in the mask, or make the whole row NaN)")
+    return explain(ValueError(f"NaN or inf in an observed slot: row {s['bad_row']} of modality {s['bad_m']} "
+                              "(mark absent rows in the mask, or make the whole row NaN)"), prep.Xs, prep.mask_given)
 
 
 # ----------------------------------------------------------------------------- fit
@@ -404,13 +408,6 @@ def _new_outputs(prep: CudaPrepared):
     return outs, outs
 
 
-def _span(t) -> tuple:
-    es = t.element_size()
-    lo = t.data_ptr()
-    hi = lo + ((t.shape[0] - 1) * t.stride(0) + t.shape[1]) * es if t.numel() else lo
-    return lo, hi
-
-
 def _cuda_out(prep: CudaPrepared, out: Any):
     """Caller-given CUDA output tensors (like ``_arrays.use_out``)."""
 
@@ -426,29 +423,34 @@ def _cuda_out(prep: CudaPrepared, out: Any):
             raise ValueError(f"{what} requires grad; pass a detached tensor")
         return o
 
-    def overlap(a, b):
-        (a0, a1), (b0, b1) = _span(a), _span(b)
-        return a0 < b1 and b0 < a1
-
     if prep.kind == "dense":
         if isinstance(out, (list, tuple)):
             raise TypeError("out must be one 2-D array like X")
         o = chk(out, "out", prep.dense)
-        same = o.data_ptr() == prep.dense.data_ptr() and o.stride() == prep.dense.stride()
-        if not same and overlap(o, prep.dense):
-            raise ValueError("out overlaps X without being X")
+        check_aliasing([_proxy(o)], [_proxy(prep.dense)], ["out"], ["X"])
         offs = np.concatenate([[0], np.cumsum(prep.dims)])
         return out, [o[:, int(offs[m]):int(offs[m + 1])] for m in range(len(prep.dims))]
     if not isinstance(out, (list, tuple)) or len(out) != len(prep.Xs):
         raise TypeError(f"out must be a list of {len(prep.Xs)} arrays, one per modality")
-    views = []
-    for m, (o, x) in enumerate(zip(out, prep.Xs)):
-        o = chk(o, f"out[{m}]", x)
-        same = o.data_ptr() == x.data_ptr() and o.stride() == x.stride()
-        if not same and overlap(o, x):
-            raise ValueError(f"out[{m}] overlaps modality {m} without being it")
-        views.append(o)
+    views = [chk(o, f"out[{m}]", x) for m, (o, x) in enumerate(zip(out, prep.Xs))]
+    check_aliasing([_proxy(v) for v in views], [_proxy(x) for x in prep.Xs], [f"out[{m}]" for m in range(len(views))],
+                   [f"modality {m} of X" for m in range(len(views))])
     return out, views
+
+
+class _Ptr:
+    """A numpy array header over a device tensor's address range, for the overlap check only
+    (numpy computes bounds and overlaps from the address and strides; nothing is read)."""
+
+    def __init__(self, t):
+        es = t.element_size()
+        self.__array_interface__ = {"data": (int(t.data_ptr()), False), "shape": tuple(int(s) for s in t.shape),
+                                    "strides": tuple(int(s) * es for s in t.stride()),
+                                    "typestr": "<f4" if es == 4 else "<f8", "version": 3}
+
+
+def _proxy(t) -> np.ndarray:
+    return np.asarray(_Ptr(t))
 
 
 def _copy_back(out: Any, result, prep: CudaPrepared):
@@ -459,9 +461,10 @@ def _copy_back(out: Any, result, prep: CudaPrepared):
     from ._arrays import use_out
 
     if prep.kind == "dense":
-        like = SimpleNamespace(kind="dense", dims=prep.dims, dense=_to_numpy(prep.originals[0], "X"), Xs=[])
+        like = SimpleNamespace(kind="dense", dims=prep.dims, dense=_to_numpy(prep.originals[0], "X"), Xs=[],
+                               originals=[])
     else:
-        like = SimpleNamespace(kind="list", dims=prep.dims, dense=None,
+        like = SimpleNamespace(kind="list", dims=prep.dims, dense=None, originals=[],
                                Xs=[_to_numpy(x, f"modality {m}") for m, x in enumerate(prep.originals)])
     cont, views = use_out(like, out)
     if prep.kind == "dense":

@@ -15,7 +15,7 @@ from typing import Any, Callable, List, Optional, Sequence
 import numpy as np
 
 from . import _core, _gpu, _modelfile, _params
-from ._arrays import Prepared, mask_out, new_like, prepare, use_out
+from ._arrays import Prepared, check_dims, explain, inverted_mask_hint, mask_out, new_like, prepare, use_out
 from ._modelfile import FORMAT_VERSION
 
 __all__ = ["UL4M4Imputer", "ConvergenceWarning", "NotFittedError", "FORMAT_VERSION"]
@@ -171,45 +171,35 @@ class UL4M4Imputer:
         _params.check_param("temperature_scale", temperature_scale)
         _params.check_param("temperature", temperature)
 
-    def _prepare(self, X: Any, mask: Any, nt: int) -> Prepared:
+    def _prepare(self, X: Any, mask: Any, nt: int, fitted: bool = False) -> Prepared:
         dims = self.modality_dims
-        prep = prepare(X, mask, dims, _core, nt, self.chunk_size)
-        self._check_dims_of_list(prep)
+        prep = prepare(X, mask, dims, _core, nt, self.chunk_size, expect=self._fitted_dims() if fitted else None)
         empty = np.flatnonzero(~prep.present.any(axis=1))
-        self._check_empty(empty.size, empty[0] if empty.size else -1)
+        self._check_empty(empty.size, int(empty[0]) if empty.size else -1, prep)
         return prep
 
-    def _check_dims_of_list(self, prep) -> None:
-        """modality_dims is for one 2-D X; with a list of arrays it must agree with their widths."""
-        dims = self.modality_dims
-        if dims is not None and prep.kind == "list" and tuple(int(d) for d in dims) != tuple(prep.dims):
-            raise ValueError(f"modality_dims={list(dims)} does not match the widths {list(prep.dims)} of the arrays "
-                             "in X (modality_dims is for one 2-D X; with a list of arrays, leave it None)")
-
-    def _check_empty(self, n_empty: int, first: int) -> None:
+    def _check_empty(self, n_empty: int, first: int, prep: Any = None) -> None:
         if n_empty and self.empty_rows == "error":
+            hint = inverted_mask_hint(prep.Xs, prep.mask_given, first) if prep is not None else ""
             raise ValueError(
                 f"{n_empty} row(s) observe no modality (first: row {first}); there is nothing to "
-                "match them on. Drop them, or pass empty_rows='mean' to fill them with the training mean"
+                "match them on. Drop them, or pass empty_rows='mean' to fill them with the training mean" + hint
             )
 
-    def _prepare_cuda(self, X: Any, mask: Any) -> "_gpu.CudaPrepared":
-        prep = _gpu.prepare(X, mask, self.modality_dims, self.device)
-        self._check_dims_of_list(prep)
-        self._check_empty(prep.scan["n_empty"], prep.scan["first_empty"])
+    def _prepare_cuda(self, X: Any, mask: Any, fitted: bool = False) -> "_gpu.CudaPrepared":
+        prep = _gpu.prepare(X, mask, self.modality_dims, self.device, expect=self._fitted_dims() if fitted else None)
+        self._check_empty(prep.scan["n_empty"], prep.scan["first_empty"], prep)
         return prep
+
+    def _fitted_dims(self) -> List[int]:
+        return [int(mu.shape[0]) for mu in self.mean_]
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "cluster_centers_"):
             raise NotFittedError("this UL4M4Imputer is not fitted yet: call fit first")
 
     def _check_compatible(self, prep: Prepared) -> None:
-        M = len(self.mean_)
-        if len(prep.dims) != M:
-            raise ValueError(f"X has {len(prep.dims)} modalities but the model was fitted on {M}")
-        for m, (d, mu) in enumerate(zip(prep.dims, self.mean_)):
-            if d != mu.shape[0]:
-                raise ValueError(f"modality {m} has width {d} but the model was fitted with {mu.shape[0]}")
+        check_dims(prep.dims, self._fitted_dims())
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any = None, *, mask: Any = None,
@@ -230,7 +220,10 @@ class UL4M4Imputer:
             nt = effective_n_threads(self.n_threads)
             prep = self._prepare(X, mask, nt)
             chunk = _params.chunk_for(self.chunk_size, prep.n)
-            mu, sigma = _core.compute_stats(prep.Xs, prep.present, nt, chunk)
+            try:
+                mu, sigma = _core.compute_stats(prep.Xs, prep.present, nt, chunk)
+            except ValueError as exc:
+                raise explain(exc, prep.Xs, prep.mask_given) from None
             eligible = int(prep.present.any(axis=1).sum())
         K = int(self.n_clusters)
         if K > eligible:
@@ -331,8 +324,7 @@ class UL4M4Imputer:
         self._check_completion(completion, ts, temp)
         _modelfile.check_table_budget(self.center_mask_.shape[0], len(self.mean_), completion)
         if _gpu.use_cuda(self.device, X, mask):
-            prep = self._prepare_cuda(X, mask)
-            self._check_compatible(prep)
+            prep = self._prepare_cuda(X, mask, fitted=True)
             err = _gpu.nonfinite_error(prep)
             if err is not None:
                 raise err
@@ -340,12 +332,14 @@ class UL4M4Imputer:
                                  out=out, return_masks=return_masks)
         model = self._compiled()
         nt = effective_n_threads(self.n_threads)
-        prep = self._prepare(X, mask, nt)
-        self._check_compatible(prep)
+        prep = self._prepare(X, mask, nt, fitted=True)
         cont, views = new_like(prep) if out is None else use_out(prep, out)
-        imputed, unfilled = _core.complete(model, prep.Xs, prep.present, views, completion, float(ts),
-                                           float(temp) if temp is not None else 0.0, nt,
-                                           _params.chunk_for(self.chunk_size, prep.n))
+        try:
+            imputed, unfilled = _core.complete(model, prep.Xs, prep.present, views, completion, float(ts),
+                                               float(temp) if temp is not None else 0.0, nt,
+                                               _params.chunk_for(self.chunk_size, prep.n))
+        except ValueError as exc:
+            raise explain(exc, prep.Xs, prep.mask_given) from None
         if return_masks:
             return cont, mask_out(prep, imputed), mask_out(prep, unfilled)
         return cont
@@ -360,17 +354,18 @@ class UL4M4Imputer:
         self._check_fitted()
         self._validate_params(("n_threads", "chunk_size", "empty_rows", "modality_dims", "device"))
         if _gpu.use_cuda(self.device, X, mask):
-            prep = self._prepare_cuda(X, mask)
-            self._check_compatible(prep)
+            prep = self._prepare_cuda(X, mask, fitted=True)
             err = _gpu.nonfinite_error(prep)
             if err is not None:
                 raise err
             return _gpu.assign(self, prep)
         model = self._compiled()
         nt = effective_n_threads(self.n_threads)
-        prep = self._prepare(X, mask, nt)
-        self._check_compatible(prep)
-        labels, _ = _core.assign(model, prep.Xs, prep.present, nt, _params.chunk_for(self.chunk_size, prep.n))
+        prep = self._prepare(X, mask, nt, fitted=True)
+        try:
+            labels, _ = _core.assign(model, prep.Xs, prep.present, nt, _params.chunk_for(self.chunk_size, prep.n))
+        except ValueError as exc:
+            raise explain(exc, prep.Xs, prep.mask_given) from None
         if prep.torch:
             import torch
 

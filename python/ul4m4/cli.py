@@ -11,9 +11,14 @@ Subcommands (each has ``--help``)::
 Input data: ``--modality a.npy --modality b.npy`` (one 2-D float32/float64 array per
 modality, same number of rows, read memory-mapped), or ``--data data.npz`` with one key
 per modality (order: ``--keys a,b`` or the sorted key names).  The optional presence
-mask is an (n_samples, n_modalities) boolean .npy (True = observed), ``--mask mask.npy``,
-or a key of the .npz, ``--mask-key mask``.  Without a mask, a missing modality of a row
-must be all NaN.
+mask is an (n_samples, n_modalities) boolean .npy (True = observed; integers 0/1 are read
+as the Python API reads them), ``--mask mask.npy``, or a key of the .npz, ``--mask-key
+mask``.  Without a mask, a missing modality of a row must be all NaN.
+
+``ul4m4 impute`` builds its result in ``.<out-dir>.partial-<pid>`` beside ``--out-dir`` and
+swaps it in at the end, so that ``--out-dir`` always holds one complete result with its
+manifest; SIGINT and SIGTERM remove the partial directory (exit status 130 / 143), and what a
+killed run leaves behind is removed by the next run.
 
 Errors in the inputs (a missing file, a wrong shape or dtype, a mask that does not
 match, a model that does not match the data) print ``ul4m4: error: ...`` and exit with
@@ -62,7 +67,7 @@ def _info(args, msg: str) -> None:
 def _check_matrix(a: np.ndarray, where: str) -> np.ndarray:
     if a.ndim != 2:
         raise CLIError(f"{where}: expected a 2-D array (n_samples, width), got shape {a.shape}")
-    if a.dtype not in (np.float32, np.float64):
+    if not (a.dtype.kind == "f" and a.dtype.itemsize in (4, 8)):  # any byte order: read through a native copy
         raise CLIError(f"{where}: has dtype {a.dtype}; ul4m4 needs float32 or float64 "
                        "(convert with .astype(np.float32))")
     if a.shape[1] == 0:
@@ -105,17 +110,12 @@ def _check_names(names: Sequence[str]) -> None:
 
 
 def _load_mask(a: np.ndarray, where: str, n: int, M: int) -> np.ndarray:
-    if a.dtype != np.bool_:
-        if a.dtype.kind in "iu":
-            arr = np.asarray(a)
-            if not np.isin(arr, (0, 1)).all():
-                raise CLIError(f"{where}: an integer mask must hold only 0 and 1")
-            a = arr.astype(bool)
-        else:
-            raise CLIError(f"{where}: the mask must be boolean (True = observed), got dtype {a.dtype}")
-    if a.shape != (n, M):
-        raise CLIError(f"{where}: mask has shape {a.shape}; expected (n_samples, n_modalities) = {(n, M)}")
-    return np.ascontiguousarray(a, dtype=bool)
+    from ._arrays import as_mask  # the Python API's rules: booleans, or integers 0/1
+
+    try:
+        return as_mask(np.asarray(a), n, M, what="mask")
+    except (TypeError, ValueError) as exc:
+        raise CLIError(f"{where}: {exc}") from None
 
 
 def load_inputs(args) -> Tuple[List[str], List[np.ndarray], Optional[np.ndarray], List[str]]:
@@ -339,7 +339,7 @@ def cmd_fit(args) -> int:
         fit_streaming(imp, arrays, mask, chunk_rows=args.chunk_rows, max_rows=args.max_rows,
                       init_rows=args.init_rows, progress=bar, callback=callback)
     for w in caught:
-        print(f"{PROG}: warning: {w.message}", file=sys.stderr)
+        print(f"{PROG}: warning: {_cli_spelling(str(w.message))}", file=sys.stderr)
     secs = time.perf_counter() - t0
     try:
         imp.save(out)
@@ -383,56 +383,354 @@ def cmd_impute(args) -> int:
             raise CLIError(f"{opt} must be a finite number > 0, got {v}")
     if args.chunk_rows is not None and args.chunk_rows < 1:
         raise CLIError("--chunk-rows must be >= 1")
-    out_dir = Path(args.out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CLIError(f"{out_dir}: cannot create the output directory ({exc.strerror})") from None
+    out_dir = _check_out_dir(Path(args.out_dir), args.format)
 
     n = arrays[0].shape[0]
-    zpath = out_dir / "completed.zarr"
     bar = Progress(n, "impute", enabled=_progress_enabled(args))
-    # Chunk by chunk into temporary files (or a temporary zarr group), renamed only when all
-    # are complete; the working set is a few chunks whatever n (ul4m4.outofcore).
+    # The whole result (arrays and manifest) is written into a fresh directory beside
+    # --out-dir and swapped in at the end (_commit): at every moment --out-dir holds the
+    # previous complete result or the new one, never a mix. Chunk by chunk, the working set
+    # is a few chunks whatever n (ul4m4.outofcore).
     kw = dict(names=names, mask=mask, chunk_rows=args.chunk_rows, completion=completion,
-              temperature_scale=args.temperature_scale, temperature=args.temperature, progress=bar)
-    try:
-        if args.format == "zarr":
-            res = transform_to_zarr(imp, arrays, out_path=zpath, **kw)
-        else:
-            res = transform_to_npy(imp, arrays, out_dir=out_dir, **kw)
-    except ImportError:  # transform_to_zarr checks for zarr before it reads anything
-        if args.format != "zarr":
-            raise
-        raise CLIError("--format zarr needs zarr: pip install zarr (or use --format npy)") from None
-    except FileExistsError:  # ... and never writes over an existing group
-        if args.format != "zarr":
-            raise
-        raise CLIError(f"{zpath}: already exists; remove it or choose another --out-dir") from None
-    except ValueError as exc:
-        raise CLIError(str(exc)) from None
-    except OSError as exc:
-        raise CLIError(f"cannot write to {out_dir} ({exc.strerror or exc})") from None
-    secs = res["seconds"]
-    n_imp, n_unf = res["n_imputed"], res["n_unfilled"]
-    if args.format == "zarr":
-        finals = [zpath]
-        masks = ("completed.zarr/imputed_mask, completed.zarr/unfilled_mask: (n_samples, n_modalities) bool, "
-                 "columns in the order of 'modalities'")
-    else:
-        finals = [Path(p) for p in res["files"]]
-        masks = ("imputed_mask.npy / unfilled_mask.npy: (n_samples, n_modalities) bool, columns in the order of "
-                 "'modalities'")
-    manifest = {"model": str(args.model), "modalities": names, "sources": sources, "n_samples": n,
-                "completion": completion, "imputed_slots": n_imp, "unfilled_slots": n_unf,
-                "format": args.format, "files": [p.name for p in finals], "masks": masks}
-    _atomic_write_text(out_dir / "manifest.json", json.dumps(manifest, indent=1))
+              temperature_scale=args.temperature_scale, temperature=args.temperature,
+              progress=_test_hooked(bar))
+    with _Signals() as sig:
+        _test_pause("start")
+        tmp = _fresh_dir(out_dir)
+        try:
+            try:
+                if args.format == "zarr":
+                    res = transform_to_zarr(imp, arrays, out_path=tmp / "completed.zarr", **kw)
+                else:
+                    res = transform_to_npy(imp, arrays, out_dir=tmp, **kw)
+            except ImportError:  # transform_to_zarr checks for zarr before it reads anything
+                if args.format != "zarr":
+                    raise
+                raise CLIError("--format zarr needs zarr: pip install zarr (or use --format npy)") from None
+            except ValueError as exc:
+                raise CLIError(str(exc)) from None
+            except OSError as exc:
+                raise CLIError(f"cannot write beside {out_dir} ({exc.strerror or exc})") from None
+            secs = res["seconds"]
+            n_imp, n_unf = res["n_imputed"], res["n_unfilled"]
+            if args.format == "zarr":
+                files = ["completed.zarr"]
+                masks = ("completed.zarr/imputed_mask, completed.zarr/unfilled_mask: (n_samples, n_modalities) bool, "
+                         "columns in the order of 'modalities'")
+            else:
+                files = [Path(p).name for p in res["files"]]
+                masks = ("imputed_mask.npy / unfilled_mask.npy: (n_samples, n_modalities) bool, columns in the order "
+                         "of 'modalities'")
+            manifest = {"model": str(args.model), "modalities": names, "sources": sources, "n_samples": n,
+                        "completion": completion, "imputed_slots": n_imp, "unfilled_slots": n_unf,
+                        "format": args.format, "files": files, "masks": masks}
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
+            _test_pause("written")
+            with sig.deferred():  # a signal now takes effect once the swap is complete
+                _commit(tmp, out_dir)
+        finally:
+            with sig.deferred():
+                _remove_tree(tmp)
     _info(args, f"completed {n} rows in {secs:.2f} s ({n / max(secs, 1e-9):,.0f} rows/s): {n_imp} slots imputed, "
-                f"{n_unf} unfilled; wrote {', '.join(p.name for p in finals)} to {out_dir}")
+                f"{n_unf} unfilled; wrote {', '.join(files)} to {out_dir}")
     if n_unf:
         print(f"{PROG}: warning: {n_unf} missing slot(s) could not be completed from the centres and hold the "
               "training mean (see unfilled_mask.npy)", file=sys.stderr)
     return 0
+
+
+# ---------------------------------------------------------------------------- atomic output
+# --out-dir is replaced as a whole: the new result is built in .<name>.partial-<pid> beside it
+# and exchanged with it in one step (renameat2 RENAME_EXCHANGE on Linux); elsewhere, two
+# renames through .<name>.old-<pid>, undone if the second fails and repaired by the next run
+# if the process dies between them. Leftovers of a killed run (SIGKILL) carry the dead PID in
+# their name and are removed by the next run.
+_OURS = ("manifest.json", "imputed_mask.npy", "unfilled_mask.npy", "completed.zarr")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: exists, another user's
+        return True
+    return True
+
+
+def _leftover_pid(name: str, stem: str) -> Optional[int]:
+    """The PID in '.<stem>.partial-<pid>' / '.<stem>.old-<pid>' (None for other names)."""
+    for kind in (".partial-", ".old-"):
+        pre = f".{stem}{kind}"
+        if name.startswith(pre) and name[len(pre):].isdigit():
+            return int(name[len(pre):])
+    return None
+
+
+def _clean_leftovers(out_dir: Path) -> None:
+    """Remove what killed runs left beside out_dir; first put back a previous result that a
+    run killed between its two fallback renames left under .<name>.old-<pid>."""
+    parent, stem = out_dir.parent, out_dir.name
+    try:
+        entries = sorted(os.listdir(parent))
+    except OSError:
+        return
+    for e in entries:
+        pid = _leftover_pid(e, stem)
+        if pid is None or _pid_alive(pid):
+            continue
+        if ".old-" in e and not os.path.lexists(out_dir):
+            try:
+                os.rename(parent / e, out_dir)
+                continue
+            except OSError:
+                pass
+        _remove_tree(parent / e)
+
+
+def _is_leftover_file(name: str) -> bool:
+    """'.<file>.partial-<pid>' written inside the directory by an older ul4m4, its PID dead."""
+    head, sep, pid = name.rpartition(".partial-")
+    return bool(sep) and name.startswith(".") and pid.isdigit() and not _pid_alive(int(pid))
+
+
+def _check_out_dir(out_dir: Path, fmt: str) -> Path:
+    """The absolute --out-dir to replace, after checking that replacing it loses nothing: it
+    must not exist, be empty, or hold only a previous result of ul4m4 impute."""
+    out_dir = Path(os.path.abspath(out_dir))
+    if os.path.islink(out_dir):
+        out_dir = Path(os.path.realpath(out_dir))
+    if out_dir.parent == out_dir:
+        raise CLIError(f"{out_dir}: cannot be the output directory (--out-dir); name a directory to create or replace")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CLIError(f"{out_dir}: exists and is not a directory (--out-dir)")
+    _clean_leftovers(out_dir)
+    if not out_dir.is_dir():
+        return out_dir
+    ours = set(_OURS)
+    try:
+        ours.update(str(f) for f in json.loads((out_dir / "manifest.json").read_text()).get("files", []))
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+
+    def is_ours(e: str) -> bool:
+        if _is_leftover_file(e):
+            return True
+        if e not in ours:
+            return False
+        p = out_dir / e
+        return p.is_dir() if e == "completed.zarr" else not p.is_dir()  # a directory squatting on a file name: not ours
+
+    foreign = sorted(e for e in os.listdir(out_dir) if not is_ours(e))
+    if foreign:
+        raise CLIError(f"{out_dir}: holds files that are not a result of 'ul4m4 impute' (e.g. {foreign[0]!r}); the "
+                       "command replaces the output directory as a whole, so that it always holds one complete "
+                       "result: choose a new or empty --out-dir")
+    if fmt == "zarr" and (out_dir / "completed.zarr").exists():
+        raise CLIError(f"{out_dir / 'completed.zarr'}: already exists; remove it or choose another --out-dir")
+    return out_dir
+
+
+def _fresh_dir(out_dir: Path) -> Path:
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir.with_name(f".{out_dir.name}.partial-{os.getpid()}")
+        _remove_tree(tmp)
+        tmp.mkdir()
+    except OSError as exc:
+        raise CLIError(f"{out_dir}: cannot create the output directory ({exc.strerror or exc})") from None
+    return tmp
+
+
+def _remove_tree(p: Path) -> None:
+    import shutil
+
+    if os.path.isdir(p) and not os.path.islink(p):
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        try:
+            os.unlink(p)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            pass
+
+
+_RENAME_EXCHANGE = 2
+_renameat2 = None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    global _renameat2
+    if not sys.platform.startswith("linux") or os.environ.get("UL4M4_NO_RENAME_EXCHANGE"):
+        return False
+    if _renameat2 is None:
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            f = libc.renameat2
+            f.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+            f.restype = ctypes.c_int
+            _renameat2 = f
+        except (OSError, AttributeError):
+            _renameat2 = False
+    if not _renameat2:
+        return False
+    import ctypes
+
+    AT_FDCWD = -100
+    if _renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    import errno
+
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _commit(tmp: Path, out_dir: Path) -> None:
+    """Make the complete result in `tmp` the content of `out_dir` in one step; `tmp` then
+    holds the previous content (removed by the caller)."""
+    try:
+        if not os.path.lexists(out_dir):
+            os.rename(tmp, out_dir)
+            return
+        _test_pause("commit")
+        if _exchange(tmp, out_dir):
+            return
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.rename(out_dir, old)
+        try:
+            _test_pause("between-renames")
+            os.rename(tmp, out_dir)
+        except BaseException:
+            os.rename(old, out_dir)  # undo: the previous result stays
+            raise
+        os.rename(old, tmp)
+    except OSError as exc:
+        raise CLIError(f"{out_dir}: cannot replace the output directory ({exc.strerror or exc}); it still holds "
+                       "the previous result") from None
+
+
+# ---------------------------------------------------------------------------- signals
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: partial files removed, exit status 143."""
+
+
+class _Signals:
+    """SIGINT and SIGTERM raise in the main thread (the compiled core polls for them), except
+    inside ``deferred()`` blocks, where they are held until the block ends."""
+
+    def __init__(self):
+        self.depth = 0
+        self.pending: Optional[int] = None
+        self.saved = {}
+
+    def _handler(self, signum, frame):
+        global _signal_pending
+        if self.depth:
+            self.pending = self.pending or signum
+            _signal_pending = True
+            return
+        self._raise(signum)
+
+    @staticmethod
+    def _raise(signum):
+        import signal
+
+        raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self.saved[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for s, h in self.saved.items():
+            signal.signal(s, h)
+        return False
+
+    def deferred(self):
+        import contextlib
+
+        @contextlib.contextmanager
+        def block():
+            self.depth += 1
+            try:
+                yield
+            finally:
+                self.depth -= 1
+                if not self.depth and self.pending is not None:
+                    signum, self.pending = self.pending, None
+                    self._raise(signum)
+
+        return block()
+
+
+# ---------------------------------------------------------------------------- test hooks
+_signal_pending = False
+
+
+def _test_pause(point: str) -> None:
+    """UL4M4_TEST_PAUSE=<point>: announce the point on stderr and wait there (up to 60 s),
+    so that a test can send a signal at a known place. Not for production use."""
+    if os.environ.get("UL4M4_TEST_PAUSE") != point:
+        return
+    print(f"ul4m4-test: at {point}", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + float(os.environ.get("UL4M4_TEST_PAUSE_S", "60"))
+    while time.monotonic() < deadline and not _signal_pending:  # a deferred signal ends the pause
+        time.sleep(0.01)
+
+
+def _test_hooked(progress):
+    """The progress callback, with the 'chunk' test point after the first completed chunk."""
+    if os.environ.get("UL4M4_TEST_PAUSE") != "chunk":
+        return progress
+    seen = []
+
+    def hooked(done, total, what="rows"):
+        progress(done, total, what)
+        if what == "completion" and not seen:
+            seen.append(done)
+            _test_pause("chunk")
+
+    return hooked
+
+
+# ---------------------------------------------------------------------------- messages
+# The library's messages name Python parameters; on the command line the flags are named.
+_SPELLING = [
+    (r"\bempty_rows='(\w+)'", r"--empty-rows \1"),
+    (r"\bn_clusters=(\d+)", r"-k/--n-clusters \1"),
+    (r"\bn_clusters\b", "-k/--n-clusters"),
+    (r"\bmax_iter=(\d+)", r"--max-iter \1"),
+    (r"\bmax_iter\b", "--max-iter"),
+    (r"\bor tol\b", "or --tol"),
+    (r"\bn_init\b", "--n-init"),
+    (r"\btemperature_scale\b", "--temperature-scale"),
+    (r"\brandom_state\b", "--seed"),
+    (r"\bn_threads\b", "--threads"),
+    (r"invert it \(~mask, or 1 - mask\)", "invert the mask file"),
+]
+
+
+def _cli_spelling(msg: str) -> str:
+    import re
+
+    for pat, rep in _SPELLING:
+        msg = re.sub(pat, rep, msg)
+    return msg
 
 
 # ---------------------------------------------------------------------------- parser
@@ -466,8 +764,8 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keys", metavar="A,B,...", help="with --data: the keys to use, in this order (default: all "
                                                      "keys, sorted, except --mask-key)")
     g.add_argument("--mask", metavar="MASK.npy",
-                   help="(n_samples, n_modalities) boolean presence mask, True = observed. Without a mask, a "
-                        "missing modality of a row must be all NaN.")
+                   help="(n_samples, n_modalities) presence mask: boolean, True = observed, or integers 0/1, 1 = "
+                        "observed. Without a mask, a missing modality of a row must be all NaN.")
     g.add_argument("--mask-key", metavar="KEY", help="with --data: the key of the archive holding the mask")
 
 
@@ -564,7 +862,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Complete the missing modalities of a dataset with a model written by 'ul4m4 fit'. "
                     "Writes <name>.npy per modality (observed values unchanged, same dtype), "
                     "imputed_mask.npy and unfilled_mask.npy ((n_samples, n_modalities) bool) and "
-                    "manifest.json into --out-dir. Files appear under their final names only when complete. "
+                    "manifest.json into --out-dir. --out-dir is replaced as a whole, in one step, once the new "
+                    "result is complete (it must be new, empty or a previous result of this command): after an "
+                    "error, Ctrl-C or SIGTERM it holds the previous result, never a mix. "
                     "Inputs are read memory-mapped and processed in chunks of rows.",
         epilog="example: ul4m4 impute --model model.npz --modality text.npy --modality audio.npy "
                "--mask mask.npy --out-dir completed/",
@@ -608,26 +908,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except CLIError as exc:
         if debug:
             raise
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {_cli_spelling(str(exc))}", file=sys.stderr)
         return 2
     except (ValueError, TypeError) as exc:  # invalid data or parameters reported by the library
         if debug:
             raise
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {_cli_spelling(str(exc))}", file=sys.stderr)
         return 2
     except ImportError as exc:
         if debug:
             raise
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {_cli_spelling(str(exc))}", file=sys.stderr)
         return 1
     except OSError as exc:
         if debug:
             raise
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {_cli_spelling(str(exc))}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"\n{PROG}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        term = isinstance(exc, _Terminated)
+        print(f"\n{PROG}: {'terminated' if term else 'interrupted'}", file=sys.stderr)
+        return 143 if term else 130
 
 
 if __name__ == "__main__":  # pragma: no cover

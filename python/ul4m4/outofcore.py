@@ -50,7 +50,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _core
-from ._arrays import is_torch
+from ._arrays import as_mask, explain, inverted_mask_hint, is_torch
 from ._imputer import ConvergenceWarning, UL4M4Imputer, _seed_from, effective_n_threads
 from ._modelfile import check_table_budget
 
@@ -394,8 +394,9 @@ class ChunkSource:
             self.mask_reader = None
             if mask is not None:
                 mr = _reader(mask, "mask")
-                if mr.dtype != np.bool_:
-                    raise TypeError(f"mask must be a boolean array (True = present), got dtype {mr.dtype}")
+                if mr.dtype.kind not in "biu":  # integers: 0/1 only, checked chunk by chunk (_arrays.as_mask)
+                    raise TypeError(f"mask must be a boolean array (True = observed) or integers 0/1 (1 = observed), "
+                                    f"got dtype {mr.dtype}")
                 if tuple(mr.shape) != (self.n, self.M):
                     raise ValueError(f"mask has shape {tuple(mr.shape)}; expected (n_samples, n_modalities) = "
                                      f"{(self.n, self.M)}")
@@ -422,7 +423,13 @@ class ChunkSource:
              drop_cache: bool = False) -> Tuple[List[np.ndarray], np.ndarray]:
         Xs = [r.read(r0, r1, None if out is None else out[m]) for m, r in enumerate(self.readers)]
         if self.mask_reader is not None:
-            P = np.ascontiguousarray(self.mask_reader.read(r0, r1), dtype=np.bool_).view(np.uint8)
+            raw = self.mask_reader.read(r0, r1)
+            if raw.dtype != np.bool_:
+                try:
+                    raw = as_mask(raw, r1 - r0, self.M)
+                except ValueError as exc:
+                    raise ValueError(_shift_rows(str(exc), r0)) from None
+            P = np.ascontiguousarray(raw, dtype=np.bool_).view(np.uint8)
         else:
             try:
                 P = _core.presence_from_nan(Xs, r1 - r0, n_threads, 1024)
@@ -462,6 +469,10 @@ def _as_source(sources: Any, mask: Any) -> Tuple[ChunkSource, bool]:
             raise ValueError("mask is given both in the ChunkSource and as mask=")
         return sources, False
     return ChunkSource(sources, mask), True
+
+
+_POLL = 0.05        # seconds: the longest any reader/writer wait goes without checking for a stop
+_ABORT_JOIN = 5.0   # seconds: abort() gives a writer this long to finish its current write (daemon thread)
 
 
 class _Prefetch:
@@ -519,7 +530,13 @@ class _Prefetch:
 
     def __iter__(self):
         while True:
-            item = self.q.get()
+            try:
+                item = self.q.get(timeout=_POLL)
+            except queue.Empty:
+                # never wait forever: a reader that stopped without a last word is an error
+                if not self.thread.is_alive() and self.q.empty():
+                    raise RuntimeError("the reader thread stopped before the last chunk") from None
+                continue
             if item[0] == "end":
                 return
             if item[0] == "err":
@@ -531,6 +548,8 @@ class _Prefetch:
             self.free.put(bufs)
 
     def close(self) -> None:
+        # Every wait of the reader polls `stop`, so it ends after at most the chunk it is
+        # reading; the buffers it reads into stay valid until then.
         self.stop.set()
         self.thread.join()
 
@@ -859,7 +878,8 @@ def fit_streaming(imputer: UL4M4Imputer, sources: Any, mask: Any = None, *, chun
                 if imp.empty_rows == "error" and not rowany.all():
                     i = int(np.flatnonzero(~rowany)[0]) + r0
                     raise ValueError(f"row {i} observes no modality; there is nothing to match it on. Drop such "
-                                     "rows, or pass empty_rows='mean' to fill them with the training mean")
+                                     "rows, or pass empty_rows='mean' to fill them with the training mean"
+                                     + inverted_mask_hint(Xs, src.mask_reader is not None, i - r0))
                 eligible += int(rowany.sum())
                 mom.merge(chunk_moments(Xs, P, r0, nt))
                 if S:
@@ -986,18 +1006,19 @@ def _check_model(imp: UL4M4Imputer, src: ChunkSource) -> None:
             raise ValueError(f"modality {m} has width {d} but the model was fitted with {mu.shape[0]}")
 
 
-def _complete_chunk(imp, model, Xs, P, outs, completion, ts, temp, nt, r0):
+def _complete_chunk(imp, model, Xs, P, outs, completion, ts, temp, nt, r0, mask_given=True):
     if imp.empty_rows == "error":
         rowany = P.any(axis=1)
         if not rowany.all():
             i = int(np.flatnonzero(~rowany)[0]) + r0
             raise ValueError(f"row {i} observes no modality; there is nothing to match it on. Drop such rows, or "
-                             "pass empty_rows='mean' to fill them with the training mean")
+                             "pass empty_rows='mean' to fill them with the training mean"
+                             + inverted_mask_hint(Xs, mask_given, i - r0))
     try:
         return _core.complete(model, Xs, P, outs, completion, float(ts), float(temp) if temp is not None else 0.0,
                               nt, int(imp.chunk_size))
     except ValueError as exc:
-        raise ValueError(_shift_rows(str(exc), r0)) from None
+        raise explain(ValueError(_shift_rows(str(exc), r0)), Xs, mask_given, r0) from None
 
 
 def iter_transform(imputer: UL4M4Imputer, sources: Any, mask: Any = None, *, chunk_rows: Optional[int] = None,
@@ -1021,7 +1042,8 @@ def iter_transform(imputer: UL4M4Imputer, sources: Any, mask: Any = None, *, chu
                 # place and handed over; a chunk that may be a view of the caller's array
                 # goes to a new output array (the caller's data are never written).
                 outs = [x if r.private else np.empty_like(x) for x, r in zip(Xs, src.readers)]
-                im, un = _complete_chunk(imp, model, Xs, P, outs, completion, ts, temp, nt, r0)
+                im, un = _complete_chunk(imp, model, Xs, P, outs, completion, ts, temp, nt, r0,
+                                         src.mask_reader is not None)
                 yield r0, r1, outs, im, un
         finally:
             pf.close()
@@ -1064,21 +1086,32 @@ class _NpyWriter:
 
 class _WriterThread:
     """Writes (r0, outs, imputed, unfilled) items in a background thread; buffers return to
-    a pool once written."""
+    a pool once written.
+
+    No wait is unbounded: the thread polls its queue and a stop event, so that abort() (on an
+    error, Ctrl-C or SIGTERM) returns after at most the write in progress, whatever state an
+    interrupted put() left the queue in (an item appended but its waiter never notified)."""
 
     def __init__(self, write_fn: Callable[..., None], depth: int = 1):
         self.q: "queue.Queue" = queue.Queue(maxsize=depth)
         self.write_fn = write_fn
         self.error: Optional[BaseException] = None
+        self.stop = threading.Event()
+        self.done = threading.Event()  # finish(): end once the queue is drained
         self.thread = threading.Thread(target=self._run, name="ul4m4-writer", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
-        while True:
-            item = self.q.get()
+        while not self.stop.is_set():
+            try:
+                item = self.q.get(timeout=_POLL)
+            except queue.Empty:
+                if self.done.is_set():
+                    return
+                continue
             if item is None:
                 return
-            if self.error is not None:
+            if self.error is not None or self.stop.is_set():
                 item[-1]()  # release buffers, skip
                 continue
             try:
@@ -1093,28 +1126,24 @@ class _WriterThread:
             if self.error is not None:
                 raise self.error
             try:
-                self.q.put(item, timeout=0.1)
+                self.q.put(item, timeout=_POLL)
                 return
             except queue.Full:
                 if not self.thread.is_alive():
-                    raise RuntimeError("writer thread stopped")
+                    raise RuntimeError("writer thread stopped") from None
 
     def finish(self) -> None:
-        self.q.put(None)
-        self.thread.join()
+        self.done.set()
+        while self.thread.is_alive():
+            self.thread.join(_POLL)
         if self.error is not None:
             raise self.error
 
     def abort(self) -> None:
-        # drain: let the thread stop without writing what is queued
+        # stop without writing what is queued; the thread sees `stop` within one poll
         self.error = self.error or RuntimeError("aborted")
-        while True:
-            try:
-                self.q.put(None, timeout=0.1)
-                break
-            except queue.Full:
-                continue
-        self.thread.join()
+        self.stop.set()
+        self.thread.join(_ABORT_JOIN)
 
 
 def _output_paths(out_dir: Path, names: Sequence[str], ext: str) -> List[Path]:
@@ -1215,7 +1244,8 @@ def transform_to_npy(imputer: UL4M4Imputer, sources: Any, *, out_dir: "str | os.
                        rows=step, spare=2)
         try:
             for r0, r1, Xs, P, inbufs in pf:
-                im, un = _complete_chunk(imp, model, Xs, P, Xs, completion, ts, temp, nt, r0)
+                im, un = _complete_chunk(imp, model, Xs, P, Xs, completion, ts, temp, nt, r0,
+                                         src.mask_reader is not None)
                 counts[0] += int(im.sum())
                 counts[1] += int(un.sum())
                 wt.put(r0, Xs, im, un, (lambda b=inbufs: pf.release(b)))
