@@ -282,10 +282,15 @@ def test_half_precision_tensors_clear_message(fitted, dt):
         imp.transform(T64, mask=torch.from_numpy(P), out=out)
 
 
-def test_modality_dims_with_list_input_is_an_error(fitted):
+def test_modality_dims_with_list_input_must_agree(fitted):
+    # Ignored silently before; now a disagreement is an error, an agreement is the same data.
     _, Xs, P = fitted
-    with pytest.raises(ValueError, match=r"modality_dims is set but X is a list"):
-        ul4m4.UL4M4Imputer(3, modality_dims=[5, 3, 4]).fit(Xs)
-    dense = ul4m4.UL4M4Imputer(3, modality_dims=[5, 3, 4], random_state=0).fit(np.hstack(Xs))
-    with pytest.raises(ValueError, match=r"modality_dims is set but X is a list"):
+    widths = [x.shape[1] for x in Xs]
+    wrong = widths[::-1] if widths[::-1] != widths else [w + 1 for w in widths]
+    with pytest.raises(ValueError, match=r"modality_dims=.* does not match the widths"):
+        ul4m4.UL4M4Imputer(3, modality_dims=wrong).fit(Xs)
+    dense = ul4m4.UL4M4Imputer(3, modality_dims=widths, random_state=0).fit(np.hstack(Xs))
+    dense.transform(Xs)  # the same modalities given as a list
+    dense.set_params(modality_dims=wrong)
+    with pytest.raises(ValueError, match=r"modality_dims=.* does not match the widths"):
         dense.transform(Xs)

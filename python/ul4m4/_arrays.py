@@ -134,9 +134,17 @@ def check_dims(dims: Sequence[int], expect: Optional[Sequence[int]]) -> None:
 
 
 def check_list_dims(X: Any, modality_dims: Any) -> None:
+    """modality_dims splits one 2-D X into column blocks; with a list of per-modality arrays
+    it must agree with their widths (a model fitted on one 2-D X also takes the same data as
+    a list), and any disagreement is an error rather than being ignored."""
     if isinstance(X, (list, tuple)) and modality_dims is not None:
-        raise ValueError("modality_dims is set but X is a list of per-modality arrays: modality_dims only splits "
-                         "one 2-D X into column blocks. Set modality_dims=None, or pass one 2-D array")
+        shapes = [tuple(getattr(x, "shape", ())) for x in X]
+        if all(len(sh) == 2 for sh in shapes):
+            widths = [int(sh[1]) for sh in shapes]
+            if [int(d) for d in modality_dims] != widths:
+                raise ValueError(f"modality_dims={[int(d) for d in modality_dims]} does not match the widths {widths} "
+                                 "of the arrays in X: modality_dims only splits one 2-D X into column blocks. "
+                                 "Set modality_dims=None, or pass one 2-D array")
 
 
 def prepare(X: Any, mask: Any, modality_dims: Optional[Sequence[int]], core: Any, n_threads: int,
