@@ -240,9 +240,6 @@ inline double exact_d2(const Dataset& ds, const Model& model, int64_t i, uint64_
   return num / popcount(s);
 }
 
-/// Relative width of the band in which float32-table distances are re-computed exactly.
-constexpr double kTieBand = 1e-5;
-
 /// Fixed partition of [0, n) into `parts` contiguous ranges.
 inline int64_t part_begin(int64_t n, int64_t parts, int64_t p) { return n * p / parts; }
 

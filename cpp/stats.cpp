@@ -140,7 +140,7 @@ Normalizer compute_stats(const Dataset& ds, const RunContext& ctx) {
     norm.sigma[m].resize(norm.d[m]);
     for (int64_t k = 0; k < norm.d[m]; ++k) {
       const double s = std::sqrt(ssd[off[m] + k] / static_cast<double>(count[m]));
-      norm.sigma[m][k] = s <= 1e-8 ? 1.0 : s;
+      norm.sigma[m][k] = s <= kSigmaFloor ? 1.0 : s;
     }
   }
   norm.finalize();

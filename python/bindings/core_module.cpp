@@ -159,6 +159,8 @@ using U8 = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 PYBIND11_MODULE(_core, mod) {
   mod.doc() = "ul4m4 compiled core (private; use the ul4m4 package)";
   mod.attr("__version__") = UL4M4_VERSION;
+  // Numbers of the method (ul4m4/common.hpp), for the Python passes that apply them too.
+  mod.attr("SIGMA_FLOOR") = kSigmaFloor;
 
   mod.def("simd_level", [] { return std::string(kernels().name); });
   mod.def("max_simd_level", [] { return std::string(simd_level_name(max_simd_level())); });

@@ -573,7 +573,7 @@ class _Moments:
         mu, sigma = [], []
         for m, c in enumerate(self.count):
             s = np.sqrt(self.m2[m] / float(c))
-            s[s <= 1e-8] = 1.0
+            s[s <= _core.SIGMA_FLOOR] = 1.0
             mu.append(np.ascontiguousarray(self.mean[m], dtype=np.float64))
             sigma.append(np.ascontiguousarray(s, dtype=np.float64))
         return mu, sigma
@@ -584,7 +584,7 @@ def chunk_moments(Xs: Sequence[np.ndarray], P: np.ndarray, r0: int = 0, n_thread
 
     Computed by the compiled ``compute_stats`` (a two-pass mean / deviation in float64) and
     turned back into sums of squared deviations: m2 = sigma^2 x count. A feature whose
-    sigma came back as exactly 1.0 may have been clamped (sigma <= 1e-8 becomes 1); those
+    sigma came back as exactly 1.0 may have been clamped (sigma <= SIGMA_FLOOR becomes 1); those
     few columns are recomputed in numpy, so the result is exact either way."""
     P = np.ascontiguousarray(P, dtype=np.uint8)
     counts = P.sum(axis=0, dtype=np.int64)

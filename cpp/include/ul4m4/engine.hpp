@@ -15,9 +15,9 @@
 #include <string>
 #include <vector>
 
-namespace ul4m4 {
+#include "ul4m4/common.hpp"
 
-enum class DType : int { F32 = 0, F64 = 1 };
+namespace ul4m4 {
 
 /// A rows x cols matrix whose rows are contiguous; row_stride is in elements.
 struct MatrixView {
@@ -46,20 +46,6 @@ struct Dataset {
   int M() const { return static_cast<int>(X.size()); }
 };
 
-/// Raised when a long call was stopped by the interrupt callback.
-struct Interrupted : std::runtime_error {
-  Interrupted() : std::runtime_error("interrupted") {}
-};
-
-/// Statistics of one Lloyd iteration (section 4 loop).
-struct IterationStats {
-  int iteration = 0;         ///< n_iter after this update (1-based)
-  double inertia = 0.0;      ///< sum of D^2 to the assigned centre after the re-assignment
-  int64_t n_changed = 0;     ///< rows whose label changed in the re-assignment
-  double max_shift = 0.0;    ///< max_j D(c_old_j, c_new_j) (partial distance)
-  double seconds = 0.0;      ///< wall time of the iteration
-};
-
 /// How a call runs: threads, chunking, interruption and progress.
 struct RunContext {
   int n_threads = 1;                           ///< OpenMP threads (>= 1)
@@ -80,8 +66,8 @@ struct Normalizer {
   int M() const { return static_cast<int>(d.size()); }
 };
 
-/// Fits mu and sigma on the present rows of `ds` (float64, population std, sigma <= 1e-8
-/// -> 1). Throws std::invalid_argument for a modality with no present row, or a NaN/inf
+/// Fits mu and sigma on the present rows of `ds` (float64, population std, sigma <=
+/// kSigmaFloor -> 1). Throws std::invalid_argument for a modality with no present row, or a NaN/inf
 /// in a present slot (naming the first such row).
 Normalizer compute_stats(const Dataset& ds, const RunContext& ctx);
 
@@ -148,14 +134,6 @@ UpdateSums assign_and_sum(const Dataset& ds, const Model& model, int32_t* labels
 /// clusters with no member.
 Centres centres_from_sums(const UpdateSums& s, const Centres& old, const Normalizer& norm);
 
-struct KMeansParams {
-  int64_t n_clusters = 8;   ///< K
-  int max_iter = 300;       ///< Lloyd iterations at most
-  double tol = 1e-4;        ///< stop when max centre shift <= tol
-  int n_init = 1;           ///< restarts (k-means++ only); best = fewest -1 rows, then inertia
-  uint64_t seed = 0;        ///< RNG seed of k-means++
-};
-
 struct KMeansResult {
   Centres centres;
   std::vector<int32_t> labels;
@@ -173,13 +151,6 @@ Centres seed_kmeanspp(const Dataset& ds, const Normalizer& norm, int64_t K, uint
 /// Masked k-means (section 4) from `init` (z-space) if given, else k-means++ (n_init runs).
 KMeansResult kmeans(const Dataset& ds, const Normalizer& norm, const KMeansParams& params,
                     const Centres* init, const RunContext& ctx);
-
-struct CompletionParams {
-  enum class Mode { Greedy, Soft };
-  Mode mode = Mode::Greedy;
-  double temperature_scale = 1.0;  ///< soft: T_i = scale * median D_A^2 (floored at 1e-12)
-  double temperature = 0.0;        ///< soft: > 0 overrides the per-row rule
-};
 
 /// Completion (sections 5, 5b, 6). Writes every slot of `out` (one view per modality, same
 /// shape as the input): present slots copied exactly, missing ones imputed (raw space) or,
