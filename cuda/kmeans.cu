@@ -759,7 +759,7 @@ KMeansResult kmeans(const DeviceData& data, const double* mu, const double* sigm
     int cur = 0;
     if (seeding) {
       const ModelView mv0 = view_of(g, lay.norm, lay.cent[0]);
-      seed_into(desc, g, mv0, lay.amask, *sl, K, p.seed + 0x5851F42D4C957F2Dull * static_cast<uint64_t>(run),
+      seed_into(desc, g, mv0, lay.amask, *sl, K, p.seed + kRestartSeedStride * static_cast<uint64_t>(run),
                 lay.cent[0], L);
       centre_tables(g, lay.cent[0], s);
     } else {

@@ -162,6 +162,7 @@ PYBIND11_MODULE(_core, mod) {
   mod.attr("__version__") = UL4M4_VERSION;
   // Numbers of the method (ul4m4/common.hpp), for the Python passes that apply them too.
   mod.attr("SIGMA_FLOOR") = kSigmaFloor;
+  mod.attr("RESTART_SEED_STRIDE") = kRestartSeedStride;
 
   mod.def("simd_level", [] { return std::string(kernels().name); });
   mod.def("max_simd_level", [] { return std::string(simd_level_name(max_simd_level())); });

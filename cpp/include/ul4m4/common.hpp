@@ -65,6 +65,9 @@ constexpr double kWeightUnderflow = 1e-250;
 /// their total contribution (< K x kSoftSkip relative) is far below float32 precision.
 constexpr double kSoftSkip = 1e-9;
 
+/// k-means++ restart r (of n_init) is seeded with seed + r * kRestartSeedStride (mod 2^64).
+constexpr uint64_t kRestartSeedStride = 0x5851F42D4C957F2Dull;
+
 /// Assignment: distances computed from float32 tables within this relative band of the
 /// best are re-computed exactly (float64, direct) before the tie rule decides.
 constexpr double kTieBand = 1e-5;
