@@ -56,10 +56,6 @@ double median(std::vector<double>& v) {
   return 0.5 * (*std::max_element(v.begin(), v.begin() + n / 2) + hi);
 }
 
-// Soft weights below this fraction of the largest are skipped: their total contribution
-// (< K x 1e-9 relative) is far below the float32 output's precision.
-constexpr double kSoftSkip = 1e-9;
-
 }  // namespace
 
 void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
@@ -420,7 +416,7 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
         if (L.nA[j]) L.med.push_back(L.da2[j]);
       }
       double T = p.temperature > 0.0 ? p.temperature
-                                     : std::max(1e-12, p.temperature_scale * median(L.med));
+                                     : std::max(kMinTemperature, p.temperature_scale * median(L.med));
       double lo = kInf;
       for (int64_t j = 0; j < K; ++j) lo = std::min(lo, L.da2[j]);
       for (int64_t j = 0; j < K; ++j) L.ex[j] = L.nA[j] ? std::exp(-(L.da2[j] - lo) / T) : 0.0;
@@ -438,7 +434,7 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
           return;
         }
         const double* ex = L.ex.data();
-        if (!(wsum > 1e-250)) {  // rare: recompute shifted by J's own minimum
+        if (!(wsum > kWeightUnderflow)) {  // rare: recompute shifted by J's own minimum
           for (int64_t j = 0; j < K; ++j) L.ex2[j] = L.nA[j] ? std::exp(-(L.da2[j] - lo_m) / T) : 0.0;
           ex = L.ex2.data();
           wsum = 0.0;

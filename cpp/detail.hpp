@@ -261,9 +261,6 @@ inline double exact_d2(const Dataset& ds, const Model& model, int64_t i, uint64_
   return num / popcount(s);
 }
 
-/// Relative width of the band in which float32-table distances are re-computed exactly.
-constexpr double kTieBand = 1e-5;
-
 /// Checks a pass's data against the model: the modality counts agree, and no float32
 /// input (or output) uses a modality whose statistics overflow float32 (the float32
 /// kernels would turn finite data into inf and blame it).

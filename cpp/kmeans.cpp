@@ -282,7 +282,7 @@ KMeansResult kmeans(const Dataset& ds, const Normalizer& norm, const KMeansParam
   KMeansResult best;
   bool have = false;
   for (int r = 0; r < runs; ++r) {
-    Centres c0 = init ? *init : seed_kmeanspp(ds, norm, p.n_clusters, p.seed + 0x5851F42D4C957F2Dull * r, ctx);
+    Centres c0 = init ? *init : seed_kmeanspp(ds, norm, p.n_clusters, p.seed + kRestartSeedStride * r, ctx);
     KMeansResult res = lloyd(ds, norm, std::move(c0), p, ctx);
     if (!have || res.n_unassigned < best.n_unassigned ||
         (res.n_unassigned == best.n_unassigned && res.inertia < best.inertia)) {

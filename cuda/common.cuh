@@ -27,7 +27,6 @@ constexpr int kMaxM = 64;           // presence sets are uint64 bitmasks
 constexpr int64_t kPad = 32;        // widths and K are padded to this for the GEMM tiles
 constexpr unsigned kFull = 0xffffffffu;
 constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr double kTieBand = 1e-5;   // as cpp/detail.hpp: near ties re-computed exactly
 constexpr int kThreads = 256;       // default block size
 constexpr int kWarpsPerBlock = kThreads / 32;
 
@@ -46,7 +45,12 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
   } while (0)
 
 // After a kernel launch: a bad configuration is reported here, faults at the next sync.
-#define UL4M4_CUDA_CHECK_LAUNCH(name) UL4M4_CUDA_TRY(cudaGetLastError())
+#define UL4M4_CUDA_CHECK_LAUNCH(name)                                                      \
+  do {                                                                                     \
+    const cudaError_t ul4m4_err_ = cudaGetLastError();                                     \
+    if (ul4m4_err_ != cudaSuccess)                                                         \
+      ::ul4m4::cuda::detail::throw_cuda(ul4m4_err_, "kernel " name, __FILE__, __LINE__);   \
+  } while (0)
 
 /// Makes `device` current for the lifetime of the guard, restoring the previous one.
 class DeviceGuard {

@@ -339,7 +339,7 @@ __global__ void soft_weights(Desc desc, ModelView mv, float* e, int64_t cap, int
       const double hi = warp_select(D, K, nfin / 2, hist);
       double med = hi;
       if (nfin % 2 == 0) med = 0.5 * (warp_select(D, K, nfin / 2 - 1, hist) + hi);
-      T = fmax(1e-12, temperature_scale * med);
+      T = fmax(kMinTemperature, temperature_scale * med);
     }
     for (int64_t l = lane; l < K; l += 32) X[l] = isfinite(D[l]) ? exp(-(D[l] - lo) / T) : 0.0;
     __syncwarp();
@@ -355,14 +355,14 @@ __global__ void soft_weights(Desc desc, ModelView mv, float* e, int64_t cap, int
       wsum = warp_sum(wsum);
       lo_m = warp_min(lo_m);
       if (lo_m == kInf) return;  // no carrier shares an observed modality: unfilled
-      const bool shifted = !(wsum > 1e-250);  // rare: recompute shifted by J's own minimum
+      const bool shifted = !(wsum > kWeightUnderflow);  // rare: recompute shifted by J's own minimum
       if (shifted) {
         wsum = 0.0;
         for (int64_t j = lane; j < K; j += 32)
           if ((mv.hmask[j] >> m & 1) && isfinite(D[j])) wsum += exp(-(D[j] - lo_m) / T);
         wsum = warp_sum(wsum);
       }
-      const double cut = 1e-9 * wsum;
+      const double cut = kSoftSkip * wsum;
       float* w = e + (m * cap + t) * Kp;
       for (int64_t j = lane; j < Kp; j += 32) {
         float v = 0.f;

@@ -154,7 +154,7 @@ __global__ void stats_fold(Desc desc, const double* part, int64_t n_tiles, const
       out[c] = counts[m] ? s / cnt : 0.0;
     } else {
       const double sd = counts[m] ? sqrt(s / cnt) : 1.0;
-      out[c] = sd <= 1e-8 ? 1.0 : sd;
+      out[c] = sd <= kSigmaFloor ? 1.0 : sd;
     }
   }
 }

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import ul4m4
-from conftest import GOLDEN, golden_files
+from conftest import golden_files, load_golden
 from ul4m4 import UL4M4Imputer
 
 CUDA_OK, CUDA_WHY = ul4m4.cuda_available()
@@ -171,11 +171,7 @@ def _compare_completion(imp_cpu, imp_gpu, Xs_np, Xs_gpu, P, mode, ts=1.0):
         _close(_np(g)[~obs], c[~obs], imp_cpu.scale_[m], imp_cpu.mean_[m])
 
 
-def _load(name):
-    if not golden_files():
-        pytest.skip(f"golden vectors not found at {GOLDEN} (../shared is absent)")
-    f = np.load(GOLDEN / f"{name}.npz", allow_pickle=False)
-    return {k: f[k] for k in f.files}
+_load = load_golden
 
 
 def _golden_fit(g, dtype, device, Xs):

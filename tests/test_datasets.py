@@ -10,7 +10,7 @@ from ul4m4 import datasets
 from ul4m4.datasets import MFEAT_VIEWS, load_mfeat
 
 WIDTHS = {"fou": 76, "fac": 216, "kar": 64, "pix": 240, "zer": 47, "mor": 6}
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from conftest import SHARED  # noqa: E402  (../shared or $UL4M4_SHARED)
 CSV_DIR = SHARED / "data" / "uci_mfeat"
 
 

@@ -5,18 +5,14 @@ import numpy as np
 import pytest
 
 import ul4m4
-from conftest import GOLDEN, golden_files
+from conftest import golden_files, load_golden
 
 pytestmark = pytest.mark.filterwarnings("ignore::ul4m4.ConvergenceWarning")  # p05 stops at max_iter=3 by design
 
 CASES = [p.stem for p in golden_files()] or ["<no golden vectors>"]
 
 
-def load(name):
-    if not golden_files():
-        pytest.skip(f"golden vectors not found at {GOLDEN} (../shared is absent)")
-    f = np.load(GOLDEN / f"{name}.npz", allow_pickle=False)
-    return {k: f[k] for k in f.files}
+load = load_golden
 
 
 def fit_case(g, dtype=np.float64, n_threads=1):

@@ -24,8 +24,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference as R  # noqa: E402
 
-GOLDEN_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
-GOLDEN = sorted(GOLDEN_DIR.glob("*.npz")) if GOLDEN_DIR.is_dir() else []
+from conftest import GOLDEN as GOLDEN_DIR  # noqa: E402  (../shared/golden or $UL4M4_SHARED/golden)
+from conftest import golden_files, load_golden  # noqa: E402
+
+GOLDEN = golden_files()
 RTOL = 1e-9
 ATOL = 1e-9
 
@@ -37,10 +39,7 @@ case_params = pytest.mark.parametrize(
 )
 
 
-@functools.lru_cache(maxsize=None)
-def _load(path):
-    with np.load(path) as f:
-        return {k: f[k] for k in f.files}
+_load = load_golden
 
 
 @functools.lru_cache(maxsize=None)

@@ -13,6 +13,7 @@
 #include "ul4m4/engine.hpp"
 #include "ul4m4/kernels.hpp"
 #include "released.hpp"
+#include "shared.hpp"
 
 namespace py = pybind11;
 using namespace ul4m4;
@@ -165,10 +166,13 @@ using U8 = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 PYBIND11_MODULE(_core, mod) {
   mod.doc() = "ul4m4 compiled core (private; use the ul4m4 package)";
   mod.attr("__version__") = UL4M4_VERSION;
+  // Numbers of the method (ul4m4/common.hpp), for the Python passes that apply them too.
+  mod.attr("SIGMA_FLOOR") = kSigmaFloor;
+  mod.attr("RESTART_SEED_STRIDE") = kRestartSeedStride;
 
   mod.def("simd_level", [] { return std::string(kernels().name); });
   mod.def("max_simd_level", [] { return std::string(simd_level_name(max_simd_level())); });
-  mod.def("set_simd_level", [](const std::string& name) { set_simd_level(parse_simd_level(name)); });
+  mod.def("set_simd_level", [](const std::string& name) { set_simd_level(parse_simd_level(name)); }, py::arg("name"));
   mod.def("openmp_max_threads", [] { return omp_get_max_threads(); });
   mod.def("max_threads", &ul4m4::max_threads, "The most threads a pass uses (larger requests are clamped).");
   mod.attr("SIGMA_FLOOR") = kSigmaFloor;
@@ -186,7 +190,7 @@ PYBIND11_MODULE(_core, mod) {
       sigma.push_back(b);
     }
     return py::make_tuple(mu, sigma);
-  });
+  }, py::arg("Xs"), py::arg("present"), py::arg("n_threads"), py::arg("chunk"));
 
   mod.def("presence_from_nan", [](std::vector<py::array> Xs, int64_t n, int n_threads, int64_t chunk) {
     std::vector<MatrixView> views;
@@ -196,13 +200,13 @@ PYBIND11_MODULE(_core, mod) {
     RunContext ctx = make_ctx(n_threads, chunk);
     run_released([&] { presence_from_nan(views, n, p, ctx); return 0; });
     return P;
-  });
+  }, py::arg("Xs"), py::arg("n"), py::arg("n_threads"), py::arg("chunk"));
 
   mod.def("check_finite", [](std::vector<py::array> Xs, U8 present, int n_threads, int64_t chunk) {
     Inputs in = make_dataset(Xs, present);
     RunContext ctx = make_ctx(n_threads, chunk);
     run_released([&] { check_finite(in.ds, ctx); return 0; });
-  });
+  }, py::arg("Xs"), py::arg("present"), py::arg("n_threads"), py::arg("chunk"));
 
   py::class_<Model>(mod, "Model")
       .def(py::init([](std::vector<F64> mu, std::vector<F64> sigma, std::vector<F64> C, U8 H) {
@@ -230,28 +234,12 @@ PYBIND11_MODULE(_core, mod) {
     if (norm.M() != in.ds.M()) throw py::value_error("statistics do not match the modalities");
     std::optional<Centres> init;
     if (init_C) init = make_centres(*init_C, *init_H, norm);
-    KMeansParams p;
-    p.n_clusters = n_clusters;
-    p.max_iter = max_iter;
-    p.tol = tol;
-    p.n_init = n_init;
-    p.seed = seed;
+    const KMeansParams p = ul4m4_bindings::kmeans_params(n_clusters, max_iter, tol, n_init, seed);
     RunContext ctx = make_ctx(n_threads, chunk);
-    std::optional<py::error_already_set> cb_error;
-    if (callback) {
-      ctx.on_iteration = [&](const IterationStats& s) {
-        py::gil_scoped_acquire gil;
-        try {
-          py::object r = (*callback)(s.iteration, s.inertia, s.n_changed, s.max_shift, s.seconds);
-          return r.is_none() || r.cast<bool>();
-        } catch (py::error_already_set& e) {
-          cb_error.emplace(std::move(e));
-          return false;
-        }
-      };
-    }
+    ul4m4_bindings::IterationCallback cb(std::move(callback));
+    ctx.on_iteration = cb.hook();
     KMeansResult r = run_released([&] { return kmeans(in.ds, norm, p, init ? &*init : nullptr, ctx); });
-    if (cb_error) throw std::move(*cb_error);
+    cb.rethrow();
     py::dict out = centres_dict(r.centres, norm.d);
     py::array_t<int32_t> labels(static_cast<py::ssize_t>(r.labels.size()));
     std::copy(r.labels.begin(), r.labels.end(), labels.mutable_data());
@@ -260,12 +248,11 @@ PYBIND11_MODULE(_core, mod) {
     out["n_iter"] = r.n_iter;
     out["n_unassigned"] = r.n_unassigned;
     out["converged"] = r.converged;
-    py::list hist;
-    for (const auto& s : r.history)
-      hist.append(py::make_tuple(s.iteration, s.inertia, s.n_changed, s.max_shift, s.seconds));
-    out["history"] = hist;
+    out["history"] = ul4m4_bindings::history_list(r.history);
     return out;
-  });
+  }, py::arg("Xs"), py::arg("present"), py::arg("mu"), py::arg("sigma"), py::arg("n_clusters"),
+     py::arg("max_iter"), py::arg("tol"), py::arg("n_init"), py::arg("seed"), py::arg("init_C"),
+     py::arg("init_H"), py::arg("callback"), py::arg("n_threads"), py::arg("chunk"));
 
   mod.def("seed_kmeanspp", [](std::vector<py::array> Xs, U8 present, std::vector<F64> mu,
                               std::vector<F64> sigma, int64_t K, uint64_t seed, int n_threads, int64_t chunk) {
@@ -274,7 +261,8 @@ PYBIND11_MODULE(_core, mod) {
     RunContext ctx = make_ctx(n_threads, chunk);
     Centres c = run_released([&] { return seed_kmeanspp(in.ds, norm, K, seed, ctx); });
     return centres_dict(c, norm.d);
-  });
+  }, py::arg("Xs"), py::arg("present"), py::arg("mu"), py::arg("sigma"), py::arg("K"), py::arg("seed"),
+     py::arg("n_threads"), py::arg("chunk"));
 
   mod.def("assign", [](const Model& model, std::vector<py::array> Xs, U8 present, int n_threads, int64_t chunk) {
     Inputs in = make_dataset(Xs, present);
@@ -286,7 +274,7 @@ PYBIND11_MODULE(_core, mod) {
     RunContext ctx = make_ctx(n_threads, chunk);
     run_released([&] { assign(in.ds, model, lp, dp, ctx); return 0; });
     return py::make_tuple(labels, d2);
-  });
+  }, py::arg("model"), py::arg("Xs"), py::arg("present"), py::arg("n_threads"), py::arg("chunk"));
 
   mod.def("assign_and_sum", [](const Model& model, std::vector<py::array> Xs, U8 present,
                                std::optional<py::array_t<int32_t, py::array::c_style | py::array::forcecast>> prev,
@@ -317,7 +305,9 @@ PYBIND11_MODULE(_core, mod) {
     out["n_unassigned"] = u.n_unassigned;
     out["n_changed"] = u.n_changed;
     return out;
-  }, "Assignment plus the float64 sums of the next centre update (for streaming / distributed fits).");
+  }, py::arg("model"), py::arg("Xs"), py::arg("present"), py::arg("prev"), py::arg("n_threads"),
+     py::arg("chunk"),
+     "Assignment plus the float64 sums of the next centre update (for streaming / distributed fits).");
 
   mod.def("update_centres", [](std::vector<F64> mu, std::vector<F64> sigma, std::vector<F64> C, U8 H,
                                F64 sums, py::array_t<int64_t, py::array::c_style | py::array::forcecast> counts,
@@ -333,7 +323,8 @@ PYBIND11_MODULE(_core, mod) {
     u.counts.assign(counts.data(), counts.data() + counts.size());
     u.sizes.assign(sizes.data(), sizes.data() + sizes.size());
     return centres_dict(centres_from_sums(u, old, norm), norm.d);
-  }, "Centres of a Lloyd update from summed assign_and_sum results (section 4 rules).");
+  }, py::arg("mu"), py::arg("sigma"), py::arg("C"), py::arg("H"), py::arg("sums"), py::arg("counts"),
+     py::arg("sizes"), "Centres of a Lloyd update from summed assign_and_sum results (section 4 rules).");
 
   mod.def("complete", [](const Model& model, std::vector<py::array> Xs, U8 present, std::vector<py::array> outs,
                          const std::string& mode, double temperature_scale, double temperature,
@@ -349,17 +340,13 @@ PYBIND11_MODULE(_core, mod) {
       if (v.rows != in.ds.n || v.cols != in.ds.X[m].cols) throw py::value_error("output array has the wrong shape");
       ov.push_back(v);
     }
-    CompletionParams p;
-    if (mode == "greedy") p.mode = CompletionParams::Mode::Greedy;
-    else if (mode == "soft") p.mode = CompletionParams::Mode::Soft;
-    else throw py::value_error("completion must be 'greedy' or 'soft'");
-    p.temperature_scale = temperature_scale;
-    p.temperature = temperature;
+    const CompletionParams p = ul4m4_bindings::completion_params(mode, temperature_scale, temperature);
     py::array_t<bool> imputed({in.ds.n, static_cast<int64_t>(M)}), unfilled({in.ds.n, static_cast<int64_t>(M)});
     auto* ip = reinterpret_cast<uint8_t*>(imputed.mutable_data());
     auto* up = reinterpret_cast<uint8_t*>(unfilled.mutable_data());
     RunContext ctx = make_ctx(n_threads, chunk);
     run_released([&] { complete(in.ds, model, p, ov, ip, up, ctx); return 0; });
     return py::make_tuple(imputed, unfilled);
-  });
+  }, py::arg("model"), py::arg("Xs"), py::arg("present"), py::arg("outs"), py::arg("mode"),
+     py::arg("temperature_scale"), py::arg("temperature"), py::arg("n_threads"), py::arg("chunk"));
 }

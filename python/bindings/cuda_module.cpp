@@ -14,6 +14,7 @@
 
 #include "ul4m4/cuda_engine.hpp"
 #include "released.hpp"
+#include "shared.hpp"
 
 namespace py = pybind11;
 using namespace ul4m4::cuda;
@@ -90,24 +91,26 @@ PYBIND11_MODULE(_cuda, mod) {
     std::string reason;
     return device_count(&reason);
   });
-  mod.def("device_name", [](int device) { return device_name(device); });
+  mod.def("device_name", [](int device) { return device_name(device); }, py::arg("device"));
 
   // ---------------------------------------------------------------- workspace sizes
-  mod.def("scan_workspace", [](int64_t n, int M) { return scan_workspace(n, M); });
-  mod.def("stats_workspace", [](int64_t n, std::vector<int64_t> dims) { return stats_workspace(n, dims); });
+  mod.def("scan_workspace", [](int64_t n, int M) { return scan_workspace(n, M); }, py::arg("n"), py::arg("M"));
+  mod.def("stats_workspace", [](int64_t n, std::vector<int64_t> dims) { return stats_workspace(n, dims); },
+          py::arg("n"), py::arg("dims"));
   mod.def("model_bytes", [](int64_t K, std::vector<int64_t> dims, bool completion) {
     return model_bytes(K, dims, completion);
-  });
+  }, py::arg("K"), py::arg("dims"), py::arg("completion"));
   mod.def("assign_workspace", [](int64_t n, int64_t K, std::vector<int64_t> dims, size_t budget) {
     return assign_workspace(n, K, dims, budget);
-  });
+  }, py::arg("n"), py::arg("K"), py::arg("dims"), py::arg("budget"));
   mod.def("kmeans_workspace", [](int64_t n, int64_t K, std::vector<int64_t> dims, size_t budget) {
     return kmeans_workspace(n, K, dims, budget);
-  });
-  mod.def("seed_workspace", [](int64_t n, int64_t K, std::vector<int64_t> dims) { return seed_workspace(n, K, dims); });
+  }, py::arg("n"), py::arg("K"), py::arg("dims"), py::arg("budget"));
+  mod.def("seed_workspace", [](int64_t n, int64_t K, std::vector<int64_t> dims) { return seed_workspace(n, K, dims); },
+          py::arg("n"), py::arg("K"), py::arg("dims"));
   mod.def("complete_workspace", [](int64_t n, int64_t K, std::vector<int64_t> dims, bool soft, size_t budget) {
     return complete_workspace(n, K, dims, soft, budget);
-  });
+  }, py::arg("n"), py::arg("K"), py::arg("dims"), py::arg("soft"), py::arg("budget"));
 
   // ---------------------------------------------------------------- passes
   mod.def("scan", [](std::vector<ArrayArg> Xs, uintptr_t present, int64_t n, uintptr_t present_out, LaunchArg l) {
@@ -123,7 +126,8 @@ PYBIND11_MODULE(_cuda, mod) {
     out["n_empty"] = r.n_empty;
     out["first_empty"] = r.first_empty;
     return out;
-  }, "Presence from NaN (when present == 0, into present_out), finiteness and empty rows.");
+  }, py::arg("Xs"), py::arg("present"), py::arg("n"), py::arg("present_out"), py::arg("launch"),
+     "Presence from NaN (when present == 0, into present_out), finiteness and empty rows.");
 
   mod.def("compute_stats", [](std::vector<ArrayArg> Xs, uintptr_t present, int64_t n, uintptr_t mu, uintptr_t sigma,
                               LaunchArg l) {
@@ -133,7 +137,7 @@ PYBIND11_MODULE(_cuda, mod) {
       compute_stats(d, reinterpret_cast<double*>(mu), reinterpret_cast<double*>(sigma), L);
       return 0;
     });
-  });
+  }, py::arg("Xs"), py::arg("present"), py::arg("n"), py::arg("mu"), py::arg("sigma"), py::arg("launch"));
 
   mod.def("build_model", [](uintptr_t model, int64_t K, std::vector<int64_t> dims, uintptr_t mu, uintptr_t sigma,
                             uintptr_t C, uintptr_t H, bool completion, LaunchArg l) {
@@ -144,7 +148,8 @@ PYBIND11_MODULE(_cuda, mod) {
                   reinterpret_cast<const uint8_t*>(H), completion, L);
       return 0;
     });
-  });
+  }, py::arg("model"), py::arg("K"), py::arg("dims"), py::arg("mu"), py::arg("sigma"), py::arg("C"),
+     py::arg("H"), py::arg("completion"), py::arg("launch"));
 
   mod.def("assign", [](uintptr_t model, int64_t K, std::vector<ArrayArg> Xs, uintptr_t present, int64_t n,
                        uintptr_t labels, uintptr_t min_d2, size_t budget, LaunchArg l) {
@@ -156,7 +161,8 @@ PYBIND11_MODULE(_cuda, mod) {
              reinterpret_cast<double*>(min_d2), budget, L);
       return 0;
     });
-  });
+  }, py::arg("model"), py::arg("K"), py::arg("Xs"), py::arg("present"), py::arg("n"), py::arg("labels"),
+     py::arg("min_d2"), py::arg("budget"), py::arg("launch"));
 
   mod.def("kmeans", [](std::vector<ArrayArg> Xs, uintptr_t present, int64_t n, uintptr_t mu, uintptr_t sigma,
                        int64_t n_clusters, int max_iter, double tol, int n_init, uint64_t seed, uintptr_t init_C,
@@ -164,44 +170,28 @@ PYBIND11_MODULE(_cuda, mod) {
                        std::optional<py::function> callback, size_t budget, LaunchArg l) {
     DeviceData d = make_data(Xs, present, n);
     Launch L = make_launch(l);
-    KMeansParams p;
-    p.n_clusters = n_clusters;
-    p.max_iter = max_iter;
-    p.tol = tol;
-    p.n_init = n_init;
-    p.seed = seed;
-    std::optional<py::error_already_set> cb_error;
-    std::function<bool(const IterationStats&)> on_iter;
-    if (callback) {
-      on_iter = [&](const IterationStats& s) {
-        py::gil_scoped_acquire gil;
-        try {
-          py::object r = (*callback)(s.iteration, s.inertia, s.n_changed, s.max_shift, s.seconds);
-          return r.is_none() || r.cast<bool>();
-        } catch (py::error_already_set& e) {
-          cb_error.emplace(std::move(e));
-          return false;
-        }
-      };
-    }
+    const KMeansParams p = ul4m4_bindings::kmeans_params(n_clusters, max_iter, tol, n_init, seed);
+    ul4m4_bindings::IterationCallback cb(std::move(callback));
+    const std::function<bool(const IterationStats&)> on_iter = cb.hook();
     KMeansResult r = run_released([&] {
       return kmeans(d, reinterpret_cast<const double*>(mu), reinterpret_cast<const double*>(sigma), p,
                     reinterpret_cast<const double*>(init_C), reinterpret_cast<const uint8_t*>(init_H),
                     reinterpret_cast<double*>(C_out), reinterpret_cast<uint8_t*>(H_out),
                     reinterpret_cast<int32_t*>(labels_out), on_iter, budget, L);
     });
-    if (cb_error) throw std::move(*cb_error);
+    cb.rethrow();
     py::dict out;
     out["inertia"] = r.inertia;
     out["n_iter"] = r.n_iter;
     out["n_unassigned"] = r.n_unassigned;
     out["converged"] = r.converged;
-    py::list hist;
-    for (const auto& s : r.history)
-      hist.append(py::make_tuple(s.iteration, s.inertia, s.n_changed, s.max_shift, s.seconds));
-    out["history"] = hist;
+    out["history"] = ul4m4_bindings::history_list(r.history);
     return out;
-  }, "Masked k-means on the device (init_C == 0: k-means++); centres, presence and labels to the outputs.");
+  }, py::arg("Xs"), py::arg("present"), py::arg("n"), py::arg("mu"), py::arg("sigma"), py::arg("n_clusters"),
+     py::arg("max_iter"), py::arg("tol"), py::arg("n_init"), py::arg("seed"), py::arg("init_C"),
+     py::arg("init_H"), py::arg("C_out"), py::arg("H_out"), py::arg("labels_out"), py::arg("callback"),
+     py::arg("budget"), py::arg("launch"),
+     "Masked k-means on the device (init_C == 0: k-means++); centres, presence and labels to the outputs.");
 
   mod.def("seed_kmeanspp", [](std::vector<ArrayArg> Xs, uintptr_t present, int64_t n, uintptr_t mu, uintptr_t sigma,
                               int64_t K, uint64_t seed, uintptr_t C_out, uintptr_t H_out, LaunchArg l) {
@@ -212,7 +202,8 @@ PYBIND11_MODULE(_cuda, mod) {
                     reinterpret_cast<double*>(C_out), reinterpret_cast<uint8_t*>(H_out), L);
       return 0;
     });
-  });
+  }, py::arg("Xs"), py::arg("present"), py::arg("n"), py::arg("mu"), py::arg("sigma"), py::arg("K"),
+     py::arg("seed"), py::arg("C_out"), py::arg("H_out"), py::arg("launch"));
 
   mod.def("complete", [](uintptr_t model, int64_t K, std::vector<ArrayArg> Xs, uintptr_t present, int64_t n,
                          std::vector<ArrayArg> outs, uintptr_t imputed, uintptr_t unfilled, const std::string& mode,
@@ -229,17 +220,14 @@ PYBIND11_MODULE(_cuda, mod) {
       o.dtype = dtype_of(dt);
       ov.push_back(o);
     }
-    CompletionParams p;
-    if (mode == "greedy") p.mode = CompletionParams::Mode::Greedy;
-    else if (mode == "soft") p.mode = CompletionParams::Mode::Soft;
-    else throw py::value_error("completion must be 'greedy' or 'soft'");
-    p.temperature_scale = temperature_scale;
-    p.temperature = temperature;
+    const CompletionParams p = ul4m4_bindings::completion_params(mode, temperature_scale, temperature);
     const std::vector<int64_t> dims = dims_of(Xs);
     run_released([&] {
       complete(reinterpret_cast<const void*>(model), K, dims, d, p, ov, reinterpret_cast<uint8_t*>(imputed),
                reinterpret_cast<uint8_t*>(unfilled), budget, L);
       return 0;
     });
-  });
+  }, py::arg("model"), py::arg("K"), py::arg("Xs"), py::arg("present"), py::arg("n"), py::arg("outs"),
+     py::arg("imputed"), py::arg("unfilled"), py::arg("mode"), py::arg("temperature_scale"),
+     py::arg("temperature"), py::arg("budget"), py::arg("launch"));
 }

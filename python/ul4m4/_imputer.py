@@ -14,7 +14,7 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
-from . import _core, _gpu, _modelfile, _params
+from . import _core, _fit, _gpu, _modelfile, _params
 from ._arrays import Prepared, check_dims, explain, inverted_mask_hint, mask_out, new_like, prepare, use_out
 from ._modelfile import FORMAT_VERSION
 
@@ -226,25 +226,14 @@ class UL4M4Imputer:
                 raise explain(exc, prep.Xs, prep.mask_given) from None
             eligible = int(prep.present.any(axis=1).sum())
         K = int(self.n_clusters)
-        if K > eligible:
-            raise ValueError(f"n_clusters={K} is larger than the {eligible} rows with at least one observed modality")
+        _fit.check_n_clusters(K, eligible)
         init_C = init_H = None
         n_init = int(self.n_init)
         if not isinstance(self.init, str):
             init_C, init_H = self._init_centres(self.init, mu, sigma, K)
-            if n_init != 1:
-                warnings.warn("explicit initial centres given: n_init is set to 1", RuntimeWarning, stacklevel=2)
-                n_init = 1
+            n_init = _fit.explicit_init_runs(n_init)
         seed = _seed_from(self.random_state)
-
-        def on_iter(it, inertia, n_changed, shift, secs):
-            if self.verbose:
-                print(f"[ul4m4] iter {it:4d}  inertia {inertia:.6g}  changed {n_changed}  "
-                      f"shift {shift:.3g}  {secs:.3f}s", flush=True)
-            if callback is not None:
-                return callback(it, inertia, n_changed, shift, secs)
-            return True
-
+        on_iter = _fit.iteration_reporter(self.verbose, callback)
         use_cb = bool(self.verbose) or callback is not None
         if cuda:
             res = _gpu.kmeans(prep, mu, sigma, K, int(self.max_iter), float(self.tol), n_init, seed, init_C, init_H,
@@ -252,28 +241,40 @@ class UL4M4Imputer:
         else:
             res = _core.kmeans(prep.Xs, prep.present, mu, sigma, K, int(self.max_iter), float(self.tol), n_init,
                                seed, init_C, init_H, on_iter if use_cb else None, nt, chunk)
-        self.mean_ = list(mu)
-        self.scale_ = list(sigma)
-        self.cluster_centers_ = list(res["centres"])
-        self.center_mask_ = np.asarray(res["H"], dtype=bool)
-        self.labels_ = np.asarray(res["labels"], dtype=np.int32)
+        self._set_fitted(mu, sigma, res, res["labels"], prep.dims,
+                         n_features_in=int(sum(prep.dims)) if prep.kind == "dense" else None)
+        return self
+
+    def _set_fitted(self, mu, sigma, res: dict, labels: Any, dims: Sequence[int],
+                    n_features_in: Optional[int] = None, stacklevel: int = 3) -> None:
+        """The fitted state, written in one place for every fit (in memory, out of core,
+        Dask): statistics, centres, labels, the run's figures, and no cached model of an
+        earlier fit (CPU or device) or attribute of an earlier input layout.
+
+        ``res``: a fit result (centres, H, inertia, n_iter, history as (iteration, inertia,
+        n_changed, max_shift, seconds) tuples, converged)."""
+        self.mean_ = [np.asarray(a, dtype=np.float64) for a in mu]
+        self.scale_ = [np.asarray(a, dtype=np.float64) for a in sigma]
+        self.cluster_centers_ = [np.ascontiguousarray(c, dtype=np.float64) for c in res["centres"]]
+        self.center_mask_ = np.asarray(res["H"], dtype=bool).copy()
+        self.labels_ = np.asarray(labels, dtype=np.int32)
         self.inertia_ = float(res["inertia"])
         self.n_iter_ = int(res["n_iter"])
-        self.history_ = [dict(iteration=h[0], inertia=h[1], n_changed=h[2], max_shift=h[3], seconds=h[4])
-                         for h in res["history"]]
-        self.n_modalities_ = len(prep.dims)
-        self.modality_dims_ = tuple(prep.dims)
-        if prep.kind == "dense":
-            self.n_features_in_ = int(sum(prep.dims))
-        else:
-            self.__dict__.pop("n_features_in_", None)  # from an earlier fit on a 2-D X
-        self.__dict__.pop("_labels_src", None)
+        self.history_ = [dict(iteration=int(h[0]), inertia=float(h[1]), n_changed=int(h[2]), max_shift=float(h[3]),
+                              seconds=float(h[4])) for h in res["history"]]
+        self.n_modalities_ = len(dims)
+        self.modality_dims_ = tuple(int(d) for d in dims)
+        if n_features_in is not None:
+            self.n_features_in_ = int(n_features_in)
+        elif "n_features_in_" in self.__dict__:
+            del self.n_features_in_
+        for stale in ("fit_rows_", "_labels_src"):  # a max_rows fit's sample; the labels of a loaded file
+            self.__dict__.pop(stale, None)
         self._model = None
         self._gpu_models = None
         if not res["converged"] and self.n_iter_ == self.max_iter and self.max_iter > 0:
             warnings.warn(f"k-means stopped at max_iter={self.max_iter} before convergence; "
-                          "increase max_iter or tol", ConvergenceWarning, stacklevel=2)
-        return self
+                          "increase max_iter or tol", ConvergenceWarning, stacklevel=stacklevel)
 
     @staticmethod
     def _init_centres(init, mu, sigma, K):

@@ -37,15 +37,14 @@ client if one exists) and, without one, with dask's local schedulers.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _core
+from . import _core, _fit
 from ._imputer import UL4M4Imputer, _seed_from, effective_n_threads
-from .outofcore import (_SEED_OFFSET, _MASK64, _Moments, _Summed, _complete_chunk, _completion_args,
-                        _iter_callback, _shift_rows, chunk_moments, default_init_rows, lloyd, set_fitted)
+from .outofcore import (_Moments, _complete_chunk, _completion_args, _shift_rows, chunk_moments,
+                        default_init_rows)
 
 __all__ = ["fit", "transform"]
 
@@ -431,20 +430,11 @@ def fit(imputer: UL4M4Imputer, arrays: Sequence[Any], mask: Any = None, init: An
             mom.add(m, int(count[m]), mean[m], m2[m])
         eligible += elig
     mu, sigma = mom.finish()
-    if K > eligible:
-        raise ValueError(f"n_clusters={K} is larger than the {eligible} rows with at least one observed modality")
+    _fit.check_n_clusters(K, eligible)
 
     # ---- initial centres
-    starts = []
-    n_init = int(imp.n_init)
-    if explicit:
-        if isinstance(init, str):
-            raise ValueError("init must be 'k-means++' or a pair (centres, presence_mask)")
-        zC, zH = UL4M4Imputer._init_centres(init, mu, sigma, K)
-        if n_init != 1:
-            warnings.warn("explicit initial centres given: n_init is set to 1", RuntimeWarning, stacklevel=2)
-        starts.append((zC, zH.view(bool)))
-    else:
+    seed_fn = None
+    if not explicit:
         if init_rows is not None and (isinstance(init_rows, bool) or init_rows < K):
             raise ValueError(f"init_rows must be an int >= n_clusters, got {init_rows!r}")
         row_bytes = sum(d * t.itemsize for d, t in zip(B.dims, B.dtypes))
@@ -460,37 +450,36 @@ def fit(imputer: UL4M4Imputer, arrays: Sequence[Any], mask: Any = None, init: An
         sX = [np.concatenate([g[0][m] for g in got]) for m in range(B.M)]
         sP = np.ascontiguousarray(np.concatenate([g[1] for g in got]))
         nth = effective_n_threads(nt)
-        for r in range(n_init):
-            s = (seed + _SEED_OFFSET * r) & _MASK64
+
+        def seed_fn(s):
             try:
-                c = _core.seed_kmeanspp(sX, sP, mu, sigma, K, s, nth, chunk)
+                return _core.seed_kmeanspp(sX, sP, mu, sigma, K, s, nth, chunk)
             except ValueError as exc:
                 raise ValueError(f"k-means++ seeding on a sample of {S} rows: {exc} (raise init_rows)") from None
-            starts.append((c["centres"], np.asarray(c["H"], bool)))
-        del sX, sP
+    starts = _fit.starts(init, imp.n_init, mu, sigma, K, seed, seed_fn)
+    if not explicit:
+        sX = sP = None  # free the seeding sample before the passes
 
     # ---- Lloyd: one pass over the blocks per iteration
-    on_iter = _iter_callback(imp, callback)
-    best = best_labels = None
-    for C0, H0 in starts:
-        state = {"labels": [None] * len(B)}
+    state = {}
+
+    def pass_for_run(r):
+        state["labels"] = [None] * len(B)
 
         def pass_fn(mu_, sigma_, C, H_u8, first):
             pack = run.broadcast(_pack(mu_, sigma_, C, H_u8))
             prev = [None] * (len(B.groups) if B.futures else len(B)) if first else state["labels"]
             labs, summs = run.steps(pack, prev, nt, chunk)
-            acc = _Summed()
+            acc = _fit.Summed()
             for s in summs:  # block order: deterministic sums
                 acc.add(dict(sums=s[0], counts=s[1], sizes=s[2], inertia=s[3], n_unassigned=s[4], n_changed=s[5]))
             state["labels"] = labs
             return acc.result()
+        return pass_fn
 
-        res = lloyd(pass_fn, mu, sigma, C0, H0, int(imp.max_iter), float(imp.tol), on_iter)
-        if best is None or res["n_unassigned"] < best["n_unassigned"] or (
-                res["n_unassigned"] == best["n_unassigned"] and res["inertia"] < best["inertia"]):
-            best = res
-            best_labels = run.labels(state["labels"])
-    set_fitted(imp, mu, sigma, best, best_labels, B.dims)
+    best, best_labels = _fit.run(starts, pass_for_run, lambda: run.labels(state["labels"]), mu, sigma,
+                                 int(imp.max_iter), float(imp.tol), _fit.iteration_reporter(imp.verbose, callback))
+    imp._set_fitted(mu, sigma, best, best_labels, B.dims)
     return imp
 
 

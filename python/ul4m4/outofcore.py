@@ -43,15 +43,14 @@ import queue
 import sys
 import threading
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import _core
+from . import _core, _fit
 from ._arrays import as_mask, explain, inverted_mask_hint, is_torch
-from ._imputer import ConvergenceWarning, UL4M4Imputer, _seed_from, effective_n_threads
+from ._imputer import UL4M4Imputer, _seed_from, effective_n_threads
 from ._modelfile import check_table_budget
 
 __all__ = [
@@ -68,8 +67,6 @@ __all__ = [
 #: Bytes of input per chunk when ``chunk_rows`` is None (32 MiB).
 DEFAULT_CHUNK_BYTES = 32 << 20
 _STATS_BLOCK = 4096           # rows per float64 block of the statistics
-_SEED_OFFSET = 0x5851F42D4C957F2D  # as the engine: restart r is seeded with seed + r * this
-_MASK64 = (1 << 64) - 1
 
 
 # ============================================================================ progress
@@ -604,7 +601,7 @@ def chunk_moments(Xs: Sequence[np.ndarray], P: np.ndarray, r0: int = 0, n_thread
 
     Computed by the compiled ``compute_stats`` (a two-pass mean / deviation in float64) and
     turned back into sums of squared deviations: m2 = sigma^2 x count. A feature whose
-    sigma came back as exactly 1.0 may have been clamped (sigma <= 1e-8 becomes 1); those
+    sigma came back as exactly 1.0 may have been clamped (sigma <= SIGMA_FLOOR becomes 1); those
     few columns are recomputed in numpy, so the result is exact either way."""
     P = np.ascontiguousarray(P, dtype=np.uint8)
     counts = P.sum(axis=0, dtype=np.int64)
@@ -632,161 +629,6 @@ def _rename_modality(msg: str, have: Sequence[int]) -> str:
     import re
 
     return re.sub(r"\bmodality (\d+)", lambda g: f"modality {have[int(g.group(1))]}", msg, count=1)
-
-
-def chunk_moments_numpy(Xs: Sequence[np.ndarray], P: np.ndarray, r0: int = 0, n_threads: int = 1) -> _Moments:
-    """Reference (numpy) version of :func:`chunk_moments`, in float64 blocks of 4096 rows."""
-    mom = _Moments([x.shape[1] for x in Xs])
-    for m, x in enumerate(Xs):
-        rows = P[:, m].astype(bool)
-        sel = x if rows.all() else x[rows]
-        for b0 in range(0, sel.shape[0], _STATS_BLOCK):
-            blk = sel[b0:b0 + _STATS_BLOCK]
-            s = blk.sum(axis=0, dtype=np.float64)
-            if not np.isfinite(s).all():
-                try:
-                    _core.check_finite([np.ascontiguousarray(a) for a in Xs], np.ascontiguousarray(P), n_threads, 1024)
-                except ValueError as exc:
-                    raise ValueError(_shift_rows(str(exc), r0)) from None
-                raise ValueError("the sum of a feature overflowed (values too large for float64)")
-            mean = s / blk.shape[0]
-            dev = blk - mean  # float64
-            np.square(dev, out=dev)
-            mom.add(m, blk.shape[0], mean, dev.sum(axis=0))
-    return mom
-
-
-# ============================================================================ Lloyd loop
-def centre_shift(C_old: Sequence[np.ndarray], H_old: np.ndarray, C_new: Sequence[np.ndarray],
-                 H_new: np.ndarray) -> float:
-    """max_j of the partial distance between old and new centre j (section 4); inf when a
-    centre shares no modality with its previous self."""
-    H_old = np.asarray(H_old, bool)
-    H_new = np.asarray(H_new, bool)
-    both = H_old & H_new
-    K, M = both.shape
-    num = np.zeros(K)
-    for m in range(M):
-        d = C_old[m].shape[1]
-        rows = both[:, m]
-        if rows.any():
-            diff = C_old[m][rows] - C_new[m][rows]
-            num[rows] += np.einsum("ij,ij->i", diff, diff) / d
-    cnt = both.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dist = np.where(cnt > 0, np.sqrt(num / np.maximum(cnt, 1)), np.inf)
-    return float(dist.max()) if K else 0.0
-
-
-def _zero_absent(C: Sequence[np.ndarray], H: np.ndarray) -> List[np.ndarray]:
-    H = np.asarray(H, bool)
-    return [np.ascontiguousarray(np.where(H[:, m:m + 1], np.nan_to_num(c, nan=0.0), 0.0)) for m, c in enumerate(C)]
-
-
-def lloyd(pass_fn: Callable[..., dict], mu, sigma, C0, H0, max_iter: int, tol: float,
-          on_iter: Optional[Callable[..., Any]] = None) -> dict:
-    """The section-4 loop around a pass function.
-
-    ``pass_fn(mu, sigma, C, H_u8, first)`` assigns every row to the centres (C, H), keeps
-    the labels (comparing with the previous ones unless ``first``) and returns the summed
-    ``assign_and_sum`` results: dict(sums, counts, sizes, inertia, n_unassigned, n_changed).
-    Returns dict(centres, H, n_iter, inertia, n_unassigned, converged, history)."""
-    C = _zero_absent(C0, H0)
-    H = np.ascontiguousarray(np.asarray(H0, bool))
-    st = pass_fn(mu, sigma, C, H.view(np.uint8), True)
-    n_iter = 0
-    history = []
-    converged = False
-    while n_iter < max_iter:
-        t0 = time.perf_counter()
-        new = _core.update_centres(mu, sigma, C, H.view(np.uint8), st["sums"], st["counts"], st["sizes"])
-        n_iter += 1
-        H_new = np.ascontiguousarray(np.asarray(new["H"], bool))
-        C_new = _zero_absent(new["centres"], H_new)
-        shift = centre_shift(C, H, C_new, H_new)
-        C, H = C_new, H_new
-        st = pass_fn(mu, sigma, C, H.view(np.uint8), False)
-        secs = time.perf_counter() - t0
-        history.append(dict(iteration=n_iter, inertia=float(st["inertia"]), n_changed=int(st["n_changed"]),
-                            max_shift=shift, seconds=secs))
-        go_on = True
-        if on_iter is not None:
-            r = on_iter(n_iter, float(st["inertia"]), int(st["n_changed"]), shift, secs)
-            go_on = r is None or bool(r)
-        if st["n_changed"] == 0 or shift <= tol:
-            converged = True
-            break
-        if not go_on:
-            break
-    centres = [np.where(H[:, m:m + 1], c, np.nan) for m, c in enumerate(C)]
-    return dict(centres=centres, H=H, n_iter=n_iter, inertia=float(st["inertia"]),
-                n_unassigned=int(st["n_unassigned"]), converged=converged, history=history)
-
-
-class _Summed:
-    """Adds assign_and_sum results in order."""
-
-    def __init__(self):
-        self.sums = self.counts = self.sizes = None
-        self.inertia = 0.0
-        self.n_unassigned = 0
-        self.n_changed = 0
-
-    def add(self, r: dict) -> None:
-        if self.sums is None:
-            self.sums = np.array(r["sums"], dtype=np.float64)
-            self.counts = np.array(r["counts"], dtype=np.int64)
-            self.sizes = np.array(r["sizes"], dtype=np.int64)
-        else:
-            self.sums += r["sums"]
-            self.counts += r["counts"]
-            self.sizes += r["sizes"]
-        self.inertia += float(r["inertia"])
-        self.n_unassigned += int(r["n_unassigned"])
-        self.n_changed += int(r["n_changed"])
-
-    def result(self) -> dict:
-        return dict(sums=self.sums, counts=self.counts, sizes=self.sizes, inertia=self.inertia,
-                    n_unassigned=self.n_unassigned, n_changed=self.n_changed)
-
-
-def set_fitted(imp: UL4M4Imputer, mu, sigma, res: dict, labels: np.ndarray, dims: Sequence[int]) -> None:
-    """The fitted attributes, exactly as UL4M4Imputer.fit sets them."""
-    imp.mean_ = [np.asarray(a, dtype=np.float64) for a in mu]
-    imp.scale_ = [np.asarray(a, dtype=np.float64) for a in sigma]
-    imp.cluster_centers_ = [np.ascontiguousarray(c, dtype=np.float64) for c in res["centres"]]
-    imp.center_mask_ = np.asarray(res["H"], dtype=bool).copy()
-    imp.labels_ = np.asarray(labels, dtype=np.int32)
-    imp.inertia_ = float(res["inertia"])
-    imp.n_iter_ = int(res["n_iter"])
-    imp.history_ = list(res["history"])
-    imp.n_modalities_ = len(dims)
-    imp.modality_dims_ = tuple(int(d) for d in dims)
-    imp._model = None
-    imp._gpu_models = None  # device tables of the previous fit
-    for stale in ("n_features_in_", "_labels_src"):  # from an earlier fit on a 2-D X / a loaded file
-        imp.__dict__.pop(stale, None)
-    if not res["converged"] and imp.n_iter_ == imp.max_iter and imp.max_iter > 0:
-        warnings.warn(f"k-means stopped at max_iter={imp.max_iter} before convergence; "
-                      "increase max_iter or tol", ConvergenceWarning, stacklevel=3)
-
-
-def init_centres(imp: UL4M4Imputer, mu, sigma, K: int):
-    """Explicit init of the estimator in z-space (list of (K, d_m), uint8 H), or None."""
-    if isinstance(imp.init, str):
-        return None
-    return UL4M4Imputer._init_centres(imp.init, mu, sigma, K)
-
-
-def _iter_callback(imp: UL4M4Imputer, callback, report=None):
-    def on_iter(it, inertia, n_changed, shift, secs):
-        if imp.verbose:
-            print(f"[ul4m4] iter {it:4d}  inertia {inertia:.6g}  changed {n_changed}  "
-                  f"shift {shift:.3g}  {secs:.3f}s", flush=True)
-        if callback is not None:
-            return callback(it, inertia, n_changed, shift, secs)
-        return True
-    return on_iter
 
 
 def default_init_rows(n: int, K: int, row_bytes: int) -> int:
@@ -893,42 +735,31 @@ def fit_streaming(imputer: UL4M4Imputer, sources: Any, mask: Any = None, *, chun
         finally:
             pf.close()
         mu, sigma = mom.finish()
-        if K > eligible:
-            raise ValueError(f"n_clusters={K} is larger than the {eligible} rows with at least one observed modality")
+        _fit.check_n_clusters(K, eligible)
 
         # ---- seeding
-        starts = []
-        n_init = int(imp.n_init)
-        if explicit:
-            zC, zH = init_centres(imp, mu, sigma, K)
-            if n_init != 1:
-                warnings.warn("explicit initial centres given: n_init is set to 1", RuntimeWarning, stacklevel=2)
-            starts.append((zC, zH.view(bool)))
-        else:
-            for r in range(n_init):
-                s = (seed + _SEED_OFFSET * r) & _MASK64
-                try:
-                    c = _core.seed_kmeanspp(sample_X, sample_P, mu, sigma, K, s, nt, chunk)
-                except ValueError as exc:
-                    raise ValueError(f"k-means++ seeding on a sample of {S} rows: {exc} (raise init_rows)") from None
-                starts.append((c["centres"], np.asarray(c["H"], bool)))
-        del sample_X, sample_P
+        def seed_fn(s):
+            try:
+                return _core.seed_kmeanspp(sample_X, sample_P, mu, sigma, K, s, nt, chunk)
+            except ValueError as exc:
+                raise ValueError(f"k-means++ seeding on a sample of {S} rows: {exc} (raise init_rows)") from None
+
+        starts = _fit.starts(imp.init, imp.n_init, mu, sigma, K, seed, seed_fn)
+        sample_X = sample_P = None  # free the seeding sample before the passes
 
         # ---- Lloyd
-        on_iter = _iter_callback(imp, callback)
-        best = None
-        best_labels = None
         labels = np.empty(N, np.int32)
-        for run, (C0, H0) in enumerate(starts):
+
+        def pass_for_run(run):
             counter = [0]
 
-            def pass_fn(mu_, sigma_, C, H_u8, first, _counter=counter):
+            def pass_fn(mu_, sigma_, C, H_u8, first):
                 what = f"k-means{'' if len(starts) == 1 else f' run {run + 1}'} " + (
-                    "assignment" if first else f"iteration {_counter[0] + 1}")
+                    "assignment" if first else f"iteration {counter[0] + 1}")
                 if not first:
-                    _counter[0] += 1
+                    counter[0] += 1
                 model = _core.Model(mu_, sigma_, C, H_u8)
-                acc = _Summed()
+                acc = _fit.Summed()
                 pf = _Prefetch(src, ranges, depth=1, pool=False, n_threads=nt)
                 try:
                     for r0, r1, Xs, P, _ in pf:
@@ -940,15 +771,12 @@ def fit_streaming(imputer: UL4M4Imputer, sources: Any, mask: Any = None, *, chun
                 finally:
                     pf.close()
                 return acc.result()
+            return pass_fn
 
-            res = lloyd(pass_fn, mu, sigma, C0, H0, int(imp.max_iter), float(imp.tol), on_iter)
-            if best is None or res["n_unassigned"] < best["n_unassigned"] or (
-                    res["n_unassigned"] == best["n_unassigned"] and res["inertia"] < best["inertia"]):
-                best = res
-                best_labels = labels.copy() if len(starts) > 1 else labels
-        set_fitted(imp, mu, sigma, best, best_labels, dims)
-        if hasattr(imp, "fit_rows_"):
-            del imp.fit_rows_
+        best, best_labels = _fit.run(starts, pass_for_run, lambda: labels.copy() if len(starts) > 1 else labels,
+                                     mu, sigma, int(imp.max_iter), float(imp.tol),
+                                     _fit.iteration_reporter(imp.verbose, callback))
+        imp._set_fitted(mu, sigma, best, best_labels, dims)
         ok = True
         return imp
     finally:

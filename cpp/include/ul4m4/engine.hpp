@@ -17,9 +17,9 @@
 #include <string>
 #include <vector>
 
-namespace ul4m4 {
+#include "ul4m4/common.hpp"
 
-enum class DType : int { F32 = 0, F64 = 1 };
+namespace ul4m4 {
 
 /// A rows x cols matrix whose rows are contiguous; row_stride is in elements.
 struct MatrixView {
@@ -47,24 +47,6 @@ struct Dataset {
   int64_t n = 0;
   int M() const { return static_cast<int>(X.size()); }
 };
-
-/// Raised when a long call was stopped by the interrupt callback.
-struct Interrupted : std::runtime_error {
-  Interrupted() : std::runtime_error("interrupted") {}
-};
-
-/// Statistics of one Lloyd iteration (section 4 loop).
-struct IterationStats {
-  int iteration = 0;         ///< n_iter after this update (1-based)
-  double inertia = 0.0;      ///< sum of D^2 to the assigned centre after the re-assignment
-  int64_t n_changed = 0;     ///< rows whose label changed in the re-assignment
-  double max_shift = 0.0;    ///< max_j D(c_old_j, c_new_j) (partial distance)
-  double seconds = 0.0;      ///< wall time of the iteration
-};
-
-/// The contract's sigma floor (section 1): a feature whose population std is <= this gets
-/// sigma = 1, so every fitted sigma is either 1 or > kSigmaFloor.
-constexpr double kSigmaFloor = 1e-8;
 
 /// The most OpenMP threads a pass uses: min(4 x the processors OpenMP may run on, the
 /// OpenMP thread limit). Larger requests are clamped (results do not depend on the thread
@@ -181,14 +163,6 @@ UpdateSums assign_and_sum(const Dataset& ds, const Model& model, int32_t* labels
 /// clusters with no member.
 Centres centres_from_sums(const UpdateSums& s, const Centres& old, const Normalizer& norm);
 
-struct KMeansParams {
-  int64_t n_clusters = 8;   ///< K
-  int max_iter = 300;       ///< Lloyd iterations at most
-  double tol = 1e-4;        ///< stop when max centre shift <= tol
-  int n_init = 1;           ///< restarts (k-means++ only); best = fewest -1 rows, then inertia
-  uint64_t seed = 0;        ///< RNG seed of k-means++
-};
-
 struct KMeansResult {
   Centres centres;
   std::vector<int32_t> labels;
@@ -206,13 +180,6 @@ Centres seed_kmeanspp(const Dataset& ds, const Normalizer& norm, int64_t K, uint
 /// Masked k-means (section 4) from `init` (z-space) if given, else k-means++ (n_init runs).
 KMeansResult kmeans(const Dataset& ds, const Normalizer& norm, const KMeansParams& params,
                     const Centres* init, const RunContext& ctx);
-
-struct CompletionParams {
-  enum class Mode { Greedy, Soft };
-  Mode mode = Mode::Greedy;
-  double temperature_scale = 1.0;  ///< soft: T_i = scale * median D_A^2 (floored at 1e-12)
-  double temperature = 0.0;        ///< soft: > 0 overrides the per-row rule
-};
 
 /// Completion (sections 5, 5b, 6). Writes every slot of `out` (one view per modality, same
 /// shape as the input): present slots copied exactly, missing ones imputed (raw space) or,

@@ -25,20 +25,22 @@
 #include <string>
 #include <vector>
 
+#include "ul4m4/common.hpp"
+
 namespace ul4m4::cuda {
+
+// One declaration for both engines (ul4m4/common.hpp).
+using ::ul4m4::CompletionParams;
+using ::ul4m4::DType;
+using ::ul4m4::Interrupted;
+using ::ul4m4::IterationStats;
+using ::ul4m4::KMeansParams;
 
 /// A CUDA runtime error (launch failure, bad pointer, no device, ...), with the CUDA
 /// error string. Input errors are std::invalid_argument, as in the CPU engine.
 struct CudaError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
-
-/// Raised when a long call was stopped by the interrupt callback.
-struct Interrupted : std::runtime_error {
-  Interrupted() : std::runtime_error("interrupted") {}
-};
-
-enum class DType : int { F32 = 0, F64 = 1 };
 
 /// A rows x cols device matrix whose rows are contiguous; row_stride is in elements.
 struct DeviceMatrix {
@@ -117,7 +119,7 @@ ScanResult scan(const DeviceData& d, uint8_t* present_out, const Launch& L);
 
 size_t stats_workspace(int64_t n, const std::vector<int64_t>& dims);
 
-/// Section 1: mu (mean) and sigma (population std, <= 1e-8 -> 1) per feature over present
+/// Section 1: mu (mean) and sigma (population std, <= kSigmaFloor -> 1) per feature over present
 /// rows, in float64, written to mu_out / sigma_out (device, D = sum(dims) doubles each, the
 /// modalities concatenated). Throws std::invalid_argument for a modality with no present
 /// row (as the CPU engine) or a sum that overflowed. Synchronises the stream.
@@ -147,22 +149,6 @@ void assign(const void* model, int64_t K, const std::vector<int64_t>& dims, cons
             int32_t* labels, double* min_d2, size_t chunk_budget, const Launch& L);
 
 // ----------------------------------------------------------------------------- k-means
-
-struct KMeansParams {
-  int64_t n_clusters = 8;  ///< K
-  int max_iter = 300;      ///< Lloyd iterations at most
-  double tol = 1e-4;       ///< stop when max centre shift <= tol
-  int n_init = 1;          ///< restarts (k-means++ only); best = fewest -1 rows, then inertia
-  uint64_t seed = 0;       ///< seed of k-means++ (the CPU engine's xoshiro256** stream)
-};
-
-struct IterationStats {
-  int iteration = 0;
-  double inertia = 0.0;
-  int64_t n_changed = 0;
-  double max_shift = 0.0;
-  double seconds = 0.0;
-};
 
 struct KMeansResult {
   double inertia = 0.0;
@@ -195,13 +181,6 @@ void seed_kmeanspp(const DeviceData& d, const double* mu, const double* sigma, i
                    double* C_out, uint8_t* H_out, const Launch& L);
 
 // ----------------------------------------------------------------------------- complete
-
-struct CompletionParams {
-  enum class Mode { Greedy, Soft };
-  Mode mode = Mode::Greedy;
-  double temperature_scale = 1.0;  ///< soft: T_i = scale * median D_A^2 (floored at 1e-12)
-  double temperature = 0.0;        ///< soft: > 0 overrides the per-row rule
-};
 
 size_t complete_workspace(int64_t n, int64_t K, const std::vector<int64_t>& dims, bool soft,
                           size_t chunk_budget);
