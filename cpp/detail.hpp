@@ -1,8 +1,6 @@
 // Internal helpers shared by the engine's passes (not installed, not part of the API).
 #pragma once
 
-#include <omp.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -15,6 +13,7 @@
 
 #include "ul4m4/engine.hpp"
 #include "ul4m4/kernels.hpp"
+#include "ul4m4/parallel.hpp"
 
 namespace ul4m4::detail {
 
@@ -66,7 +65,7 @@ inline int threads_for(const RunContext& ctx, int64_t n_tasks) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(cap, n_tasks)));
 }
 
-/// Runs fn(task, thread) for task in [0, n_tasks) on ctx.n_threads OpenMP threads.
+/// Runs fn(task, thread) for task in [0, n_tasks) on ctx.n_threads threads (parallel_for).
 /// The calling thread polls ctx.interrupted between tasks; an exception thrown by a task
 /// is rethrown after the loop (the one of the lowest task index, so errors that name a
 /// row are deterministic).
@@ -79,14 +78,12 @@ void parallel_tasks(int64_t n_tasks, const RunContext& ctx, F&& fn) {
   int64_t err_task = -1;
   std::exception_ptr err;
   const int nt = threads_for(ctx, n_tasks);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-  for (int64_t t = 0; t < n_tasks; ++t) {
-    if (stop.load(std::memory_order_relaxed)) continue;
-    const int tid = omp_get_thread_num();
+  parallel_for(n_tasks, nt, [&](int64_t t, int tid) {
+    if (stop.load(std::memory_order_relaxed)) return;
     if (tid == 0 && ctx.interrupted && ctx.interrupted()) {
       was_interrupted = true;
       stop.store(true);
-      continue;
+      return;
     }
     try {
       fn(t, tid);
@@ -97,7 +94,7 @@ void parallel_tasks(int64_t n_tasks, const RunContext& ctx, F&& fn) {
         err = std::current_exception();
       }
     }
-  }
+  });
   if (was_interrupted) throw Interrupted();
   if (err) std::rethrow_exception(err);
 }

@@ -6,12 +6,6 @@
 namespace ul4m4 {
 using namespace detail;
 
-int max_threads() {
-  const int64_t procs = std::max(1, omp_get_num_procs());
-  const int64_t limit = std::max(1, omp_get_thread_limit());
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(4 * procs, limit)));
-}
-
 void Normalizer::validate() const {
   const int M = this->M();
   if (M < 1 || M > kMaxModalities)

@@ -6,12 +6,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <omp.h>
-
 #include <optional>
 
 #include "ul4m4/engine.hpp"
 #include "ul4m4/kernels.hpp"
+#include "ul4m4/parallel.hpp"
 #include "released.hpp"
 #include "shared.hpp"
 
@@ -173,9 +172,14 @@ PYBIND11_MODULE(_core, mod) {
   mod.def("simd_level", [] { return std::string(kernels().name); });
   mod.def("max_simd_level", [] { return std::string(simd_level_name(max_simd_level())); });
   mod.def("set_simd_level", [](const std::string& name) { set_simd_level(parse_simd_level(name)); }, py::arg("name"));
-  mod.def("openmp_max_threads", [] { return omp_get_max_threads(); });
+  mod.def("available_simd_levels", [] {
+    std::vector<std::string> names;
+    for (SimdLevel l : available_simd_levels()) names.emplace_back(simd_level_name(l));
+    return names;
+  });
+  mod.def("openmp_max_threads", [] { return default_threads(); });  // either backend (parallel.hpp)
+  mod.def("threading_backend", [] { return std::string(threading_backend()); });
   mod.def("max_threads", &ul4m4::max_threads, "The most threads a pass uses (larger requests are clamped).");
-  mod.attr("SIGMA_FLOOR") = kSigmaFloor;
 
   mod.def("compute_stats", [](std::vector<py::array> Xs, U8 present, int n_threads, int64_t chunk) {
     Inputs in = make_dataset(Xs, present);

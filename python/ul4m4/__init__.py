@@ -32,15 +32,14 @@ __all__ = [
     "max_simd_level",
     "set_simd_level",
     "available_simd_levels",
+    "threading_backend",
     "cuda_available",
     "__version__",
 ]
 
-_LEVELS = ("scalar", "avx2", "avx512")
-
 
 def simd_level() -> str:
-    """The SIMD kernels in use: 'avx512', 'avx2' or 'scalar'."""
+    """The SIMD kernels in use: 'avx512', 'avx2' (x86-64), 'neon' (ARM64) or 'scalar'."""
     return _core.simd_level()
 
 
@@ -51,8 +50,7 @@ def max_simd_level() -> str:
 
 def available_simd_levels() -> list:
     """Every level this CPU can run, lowest first."""
-    best = _LEVELS.index(_core.max_simd_level())
-    return list(_LEVELS[: best + 1])
+    return list(_core.available_simd_levels())
 
 
 def set_simd_level(level: str) -> None:
@@ -60,6 +58,12 @@ def set_simd_level(level: str) -> None:
     ValueError for an unknown level or one this CPU lacks. Also settable before import
     with the environment variable ``UL4M4_SIMD``."""
     _core.set_simd_level(level)
+
+
+def threading_backend() -> str:
+    """How this build of the compiled core runs threads: 'openmp', or 'threads' (its own
+    thread pool, for builds without OpenMP). Both give the same results, bit for bit."""
+    return _core.threading_backend()
 
 
 def cuda_available() -> tuple:

@@ -48,9 +48,10 @@ struct Dataset {
   int M() const { return static_cast<int>(X.size()); }
 };
 
-/// The most OpenMP threads a pass uses: min(4 x the processors OpenMP may run on, the
-/// OpenMP thread limit). Larger requests are clamped (results do not depend on the thread
-/// count), so no caller can make the runtime try to create thousands of threads.
+/// The most threads a pass uses: 4 x the processors it may run on (with OpenMP, at most the
+/// OpenMP thread limit too); defined with the threading backend (cpp/parallel.cpp). Larger
+/// requests are clamped (results do not depend on the thread count), so no caller can make
+/// the runtime try to create thousands of threads.
 int max_threads();
 
 /// How a call runs: threads, chunking, interruption and progress.

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace ul4m4 {
 
@@ -16,7 +17,8 @@ constexpr int64_t kPad = 16;
 
 inline int64_t padded(int64_t d) { return (d + kPad - 1) / kPad * kPad; }
 
-enum class SimdLevel : int { Scalar = 0, AVX2 = 1, AVX512 = 2 };
+/// x86-64: Scalar < AVX2 < AVX512; ARM64: Scalar < NEON.
+enum class SimdLevel : int { Scalar = 0, AVX2 = 1, AVX512 = 2, NEON = 3 };
 
 struct KernelTable {
   SimdLevel level;
@@ -56,15 +58,18 @@ struct KernelTable {
 const KernelTable& kernels();
 /// Best level this CPU (and this build) supports.
 SimdLevel max_simd_level();
+/// Levels this CPU and build can run, lowest first (always starts with Scalar).
+std::vector<SimdLevel> available_simd_levels();
 /// Use `level` from now on; throws std::invalid_argument if the CPU lacks it.
 void set_simd_level(SimdLevel level);
 const char* simd_level_name(SimdLevel level);
-/// Parses "scalar" | "avx2" | "avx512" (throws std::invalid_argument otherwise).
+/// Parses "scalar" | "avx2" | "avx512" | "neon" (throws std::invalid_argument otherwise).
 SimdLevel parse_simd_level(const std::string& name);
 
 // Per-ISA tables, defined in cpp/simd/kernels_<isa>.cpp.
 extern const KernelTable kKernelsScalar;
 extern const KernelTable kKernelsAVX2;
 extern const KernelTable kKernelsAVX512;
+extern const KernelTable kKernelsNEON;
 
 }  // namespace ul4m4
