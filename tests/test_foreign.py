@@ -294,3 +294,25 @@ def test_modality_dims_with_list_input_must_agree(fitted):
     dense.set_params(modality_dims=wrong)
     with pytest.raises(ValueError, match=r"modality_dims=.* does not match the widths"):
         dense.transform(Xs)
+
+
+def test_dask_reads_masks_and_byte_orders_like_the_api():
+    """The Dask path: 0/1 integer masks (checked block by block, the row named in the whole
+    array) and big-endian blocks, as the in-memory API reads them."""
+    dask = pytest.importorskip("dask")
+    da = pytest.importorskip("dask.array")
+    from ul4m4 import dask as udask
+
+    Xs, P = _data(n=600)
+    imp = ul4m4.UL4M4Imputer(4, random_state=0).fit(Xs, mask=P)
+    ref = imp.transform(Xs, mask=P)
+    dXs = [da.from_array(x.astype(x.dtype.newbyteorder(">")), chunks=(200, x.shape[1])) for x in Xs]
+    with dask.config.set(scheduler="synchronous"):
+        filled = udask.transform(imp, dXs, da.from_array(P.astype(">i2"), chunks=(200, 3)), client=None)[0]
+        _same(ref, dask.compute(*filled))
+        bad = P.astype(np.int8)
+        bad[450, 1] = 5
+        with pytest.raises(ValueError, match=r"only 0 and 1.*row 450, modality 1 holds 5"):
+            dask.compute(*udask.transform(imp, dXs, da.from_array(bad, chunks=(200, 3)), client=None)[0])
+        with pytest.raises(TypeError, match=r"integers 0/1"):
+            udask.transform(imp, dXs, da.from_array(P.astype(np.float32), chunks=(200, 3)), client=None)

@@ -188,10 +188,11 @@ def test_impute_two_rename_fallback_killed_between_renames(impute_data, tmp_path
     p.stdout.close()
     p.stderr.close()
     assert not out.exists() and (tmp_path / f".out.old-{p.pid}").is_dir()
-    # a run that fails before its commit still puts the previous result back
+    # a run refused on its options changes nothing; the next real run puts the previous result back first
     r = subprocess.run(_argv(d, out, "soft")[:-4] + ["--temperature", "-1"], capture_output=True, text=True,
                        env=_env(), timeout=120)
     assert r.returncode == 2
+    assert not out.exists() and (tmp_path / f".out.old-{p.pid}").is_dir()
     r = _run(d, out, "greedy", _env(UL4M4_NO_RENAME_EXCHANGE=1))
     assert r.returncode == 0, r.stderr
     assert _state(out, expected) == "greedy" and _leftovers(out) == []

@@ -42,6 +42,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _core, _fit
+from ._arrays import as_mask
 from ._imputer import UL4M4Imputer, _seed_from, effective_n_threads
 from .outofcore import (_Moments, _complete_chunk, _completion_args, _shift_rows, chunk_moments,
                         default_init_rows)
@@ -88,7 +89,7 @@ class _Blocks:
                                                           else "auto", -1))
             if a.ndim != 2:
                 raise ValueError(f"modality {m} must be 2-D (n_samples, d_{m}), got shape {a.shape}")
-            if a.dtype not in (np.float32, np.float64):
+            if not (a.dtype.kind == "f" and a.dtype.itemsize in (4, 8)):  # any byte order (_contig converts)
                 raise TypeError(f"modality {m} has dtype {a.dtype}; ul4m4 works on float32 or float64 embeddings")
             if any(np.isnan(c) for c in a.chunks[0]) or np.isnan(a.shape[0]):
                 raise ValueError(f"modality {m} has unknown chunk sizes; call compute_chunk_sizes() first")
@@ -110,8 +111,9 @@ class _Blocks:
         mk = None
         if mask is not None:
             mk = mask if isinstance(mask, da.Array) else da.from_array(np.asarray(mask), chunks=(rows, -1))
-            if mk.dtype != np.bool_:
-                raise TypeError(f"mask must be a boolean array (True = present), got dtype {mk.dtype}")
+            if mk.dtype.kind not in "biu":  # integers: 0/1 only, checked block by block (_arrays.as_mask)
+                raise TypeError(f"mask must be a boolean array (True = observed) or integers 0/1 (1 = observed), "
+                                f"got dtype {mk.dtype}")
             if tuple(mk.shape) != (n, M):
                 raise ValueError(f"mask has shape {tuple(mk.shape)}; expected (n_samples, n_modalities) = {(n, M)}")
             mk = mk.rechunk({0: rows, 1: -1})
@@ -217,7 +219,13 @@ def _present(Xs: Sequence[np.ndarray], P: Any, r0: int) -> np.ndarray:
             return _core.presence_from_nan(list(Xs), Xs[0].shape[0], 1, 1024)
         except ValueError as exc:
             raise ValueError(_shift_rows(str(exc), r0)) from None
-    return np.ascontiguousarray(np.asarray(P), dtype=np.bool_).view(np.uint8)
+    P = np.asarray(P)
+    if P.dtype != np.bool_:
+        try:
+            P = as_mask(P, P.shape[0], P.shape[1] if P.ndim == 2 else -1)
+        except ValueError as exc:
+            raise ValueError(_shift_rows(str(exc), r0)) from None
+    return np.ascontiguousarray(P, dtype=np.bool_).view(np.uint8)
 
 
 def _threads(n_threads: Optional[int]) -> int:
