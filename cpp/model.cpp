@@ -1,6 +1,8 @@
 // The fitted model and the tables derived from it once (padded float centres, their
 // norms, raw-space centres), the K x K x M table f (built on first use), and the checks
 // that make a model safe to use whoever built it (a file, another binding).
+#include <cstdio>
+
 #include "detail.hpp"
 
 namespace ul4m4 {
@@ -66,9 +68,12 @@ Model::Model(Normalizer norm, Centres centres, bool completion_tables)
       double nn = 0.0;
       for (int64_t k = 0; k < d; ++k) {
         const double zv = c_.z[m][j * d + k];
-        if (!(std::fabs(zv) <= kF32Max))  // NaN fails too
+        if (!(std::fabs(zv) <= kF32Max)) {  // NaN fails too
+          char buf[32];
+          std::snprintf(buf, sizeof buf, "%g", zv);
           throw std::invalid_argument("centre " + std::to_string(j) + " of modality " + std::to_string(m) +
-                                      " is not finite in float32 (value " + std::to_string(zv) + ")");
+                                      " is not finite in float32 (value " + buf + ")");
+        }
         const float v = static_cast<float>(zv);
         zf_[m][j * dp + k] = v;
         nn += static_cast<double>(v) * v;

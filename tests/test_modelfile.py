@@ -157,6 +157,7 @@ def test_tampered_statistics_and_centres(good, tmp_path, member, value, match):
     (lambda h: h.__setitem__("n_modalities", "2"), "'n_modalities'"),
     (lambda h: h.__setitem__("params", []), "'params' must be"),
     (lambda h: h["params"].__setitem__("init", "k-means++"), "unknown parameter 'init'"),
+    (lambda h: h["params"].__setitem__("n_clusters", K + 1), "params.n_clusters"),
 ])
 def test_header_fields(good, tmp_path, change, match):
     p = _with(good, tmp_path, _header_edit(change))
@@ -214,6 +215,7 @@ def test_memory_budget_checked_before_reading(good, tmp_path, monkeypatch):
         a["center_mask"] = np.ones((3000, 2), bool)
         a["centers_0"] = rng.normal(size=(3000, 5))
         a["centers_1"] = rng.normal(size=(3000, 3))
+        _header_edit(lambda h: h["params"].__setitem__("n_clusters", 3000))(a)
     p = _with(good, tmp_path, edit)
     UL4M4Imputer.load(p)  # fine under the default budget (labels are not checked against K yet)
     monkeypatch.setenv("UL4M4_MODEL_BUDGET_MB", "0.1")

@@ -158,7 +158,6 @@ def test_thousands_of_threads_do_not_kill_the_process(tmp_path):
         import resource, sys
         import numpy as np
         import ul4m4
-        from ul4m4 import _params
         rng = np.random.default_rng(0)
         X = [rng.normal(size=(4000, 8)), rng.normal(size=(4000, 4))]
         P = np.ones((4000, 2), bool); P[::3, 1] = False

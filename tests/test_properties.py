@@ -36,6 +36,21 @@ def _garbage(rng, shape, dtype):
     return choices[rng.integers(len(choices), size=shape)]
 
 
+def _tiny_spread_columns(seed, Xs):
+    """Some columns of spread 1e-9, 1e-7 or 1e-5 (centred at 0, so float32 holds them to
+    full relative precision): the sigma floor (1e-8) must give sigma = 1 to the first kind
+    only. Drawn from a generator of their own, so the rest of a problem is unchanged."""
+    trng = np.random.default_rng([seed, 0x5167])
+    tiny = []
+    for m, X in enumerate(Xs):
+        for k in range(X.shape[1]):
+            if trng.random() < 0.3:
+                s = float(trng.choice([1e-9, 1e-7, 1e-5]))
+                X[:, k] = s * trng.normal(size=X.shape[0])
+                tiny.append((m, k, s))
+    return tiny
+
+
 def make_problem(seed, M, N, K, dtype, p_keep, always_first):
     rng = np.random.default_rng(seed)
     dims = [int(d) for d in rng.integers(1, 21, size=M)]
@@ -48,6 +63,7 @@ def make_problem(seed, M, N, K, dtype, p_keep, always_first):
         scale = np.exp(rng.normal(scale=0.5, size=d))
         X = (centers[groups] + rng.normal(size=(N, d))) * scale + offset
         Xs.append(X)
+    tiny = _tiny_spread_columns(seed, Xs)
     if p_keep == "mixed":  # per-modality rates, some rare: partial centres, unfilled slots
         p_keep = rng.choice([0.05, 0.15, 0.5, 1.0], size=M)
     P = rng.random((N, M)) < p_keep
@@ -74,10 +90,12 @@ def make_problem(seed, M, N, K, dtype, p_keep, always_first):
         C = X[rows].astype(np.float64)
         C[~H0[:, m]] = np.nan
         C0.append(C)
-    return dict(Xs=out, P=P, C0=C0, H0=H0, rows=rows, dims=dims, rng=rng)
+    return dict(Xs=out, P=P, C0=C0, H0=H0, rows=rows, dims=dims, rng=rng, tiny=tiny)
 
 
-def make_new_data(rng, dims, n, dtype, p_keep):
+def make_new_data(rng, dims, n, dtype, p_keep, tiny=()):
+    """New rows like the training data's: N(0, 9) columns, and the tiny-spread columns
+    (``tiny``: (m, k, spread) of make_problem) on their own scale."""
     M = len(dims)
     P = rng.random((n, M)) < p_keep
     P[rng.integers(n)] = True  # a complete row
@@ -85,7 +103,11 @@ def make_new_data(rng, dims, n, dtype, p_keep):
         P[i, rng.integers(M)] = True
     Xs = []
     for m, d in enumerate(dims):
-        X = (rng.normal(scale=3.0, size=(n, d))).astype(dtype)
+        X = rng.normal(scale=3.0, size=(n, d))
+        for mm, k, spread in tiny:
+            if mm == m:
+                X[:, k] *= spread
+        X = X.astype(dtype)
         X[~P[:, m]] = _garbage(rng, (int((~P[:, m]).sum()), d), dtype)
         Xs.append(X)
     return Xs, P
@@ -243,7 +265,7 @@ def test_distance_and_predict(spec, max_iter, n_new):
     Xs, P = pb["Xs"], pb["P"]
     imp = fit_quiet(imputer(pb, max_iter=max_iter), Xs, P)
     Cs, H = model_of(imp)
-    Xn, Pn = make_new_data(pb["rng"], pb["dims"], n_new, Xs[0].dtype, 0.6)
+    Xn, Pn = make_new_data(pb["rng"], pb["dims"], n_new, Xs[0].dtype, 0.6, tiny=pb["tiny"])
     Zn = ref.normalise(Xn, Pn, imp.mean_, imp.scale_)
     d2 = np.array([[ref.partial_dist2([Z[i] for Z in Zn], Pn[i], [C[j] for C in Cs], H[j])
                     for j in range(len(H))] for i in range(n_new)])
@@ -302,7 +324,7 @@ def test_greedy_completion_matches_reference(spec, max_iter, n_new):
     imp = fit_quiet(imputer(pb, max_iter=max_iter), Xs, P)
     Cs, H = model_of(imp)
     mus, sigmas = imp.mean_, imp.scale_
-    Xn, Pn = make_new_data(pb["rng"], pb["dims"], n_new, Xs[0].dtype, 0.5)
+    Xn, Pn = make_new_data(pb["rng"], pb["dims"], n_new, Xs[0].dtype, 0.5, tiny=pb["tiny"])
     for X_, P_ in ((Xs, P), (Xn, Pn)):
         Z_ = ref.normalise(X_, P_, mus, sigmas)
         Zg, ig, ug, sc = ref.greedy_complete(Z_, P_, Cs, H)
@@ -376,7 +398,7 @@ def test_soft_completion_matches_reference(spec, max_iter, n_new, ts, temp):
     imp = fit_quiet(imputer(pb, max_iter=max_iter), Xs, P)
     Cs, H = model_of(imp)
     mus, sigmas = imp.mean_, imp.scale_
-    Xn, Pn = make_new_data(pb["rng"], pb["dims"], n_new, Xs[0].dtype, 0.5)
+    Xn, Pn = make_new_data(pb["rng"], pb["dims"], n_new, Xs[0].dtype, 0.5, tiny=pb["tiny"])
     for X_, P_ in ((Xs, P), (Xn, Pn)):
         Z_ = ref.normalise(X_, P_, mus, sigmas)
         Zs_, is_, us_, _ = ref.soft_complete(Z_, P_, Cs, H, temperature_scale=ts, temperature=temp)
@@ -429,7 +451,7 @@ def _assert_same(a, b, exact, rtol=1e-5):
 @given(spec=problems(), max_iter=st.integers(0, 10), chunk=st.sampled_from([1, 3, 8, 256]))
 def test_threads_bit_identical(spec, max_iter, chunk):
     pb = make_problem(**spec)
-    Xn, Pn = make_new_data(pb["rng"], pb["dims"], 17, pb["Xs"][0].dtype, 0.5)
+    Xn, Pn = make_new_data(pb["rng"], pb["dims"], 17, pb["Xs"][0].dtype, 0.5, tiny=pb["tiny"])
     runs = [_fit_transform_all(pb, Xn, Pn, max_iter=max_iter, n_threads=t, chunk_size=chunk) for t in (1, 2, 3)]
     for r in runs[1:]:
         _assert_same(runs[0], r, exact=True)
@@ -478,7 +500,7 @@ def test_simd_levels_agree(spec, max_iter, tol):
     Zs = ref.normalise(Xs, P, mus, sigmas)
     r = ref_kmeans_with_margins(Zs, P, ref._to_z(pb["C0"], pb["H0"], mus, sigmas), pb["H0"], max_iter, tol)
     assume(r["margin"] > MARGIN)
-    Xn, Pn = make_new_data(pb["rng"], pb["dims"], 13, Xs[0].dtype, 0.5)
+    Xn, Pn = make_new_data(pb["rng"], pb["dims"], 13, Xs[0].dtype, 0.5, tiny=pb["tiny"])
     original = ul4m4.simd_level()
     try:
         runs = {}

@@ -70,12 +70,19 @@ class UL4M4Imputer:
         For the scikit-learn form: X is one 2-D array made of M column blocks of these
         widths, with missing blocks all NaN.
     random_state : None, int or numpy Generator
-        Seed of k-means++.
+        Seed of k-means++ (an int in [0, 2**64)).
+
+    Every parameter is checked (type and range, a ValueError naming it) by ``set_params`` and
+    before any pass over the data by ``fit`` / ``transform`` / ``predict``
+    (``ul4m4._params``); ints must fit the compiled core's types (``max_iter``, ``n_init``
+    and ``n_clusters`` below 2**31).
     n_threads : int or None
         Threads of the compiled core; None = what OpenMP may use on this process's CPUs.
-        Results are bit-identical for any value.
+        Results are bit-identical for any value. A larger value than min(4 x the CPUs, the
+        OpenMP thread limit) is clamped to it (``ul4m4._params.max_threads()``).
     chunk_size : int
-        Rows per work unit (scratch memory is O(threads x chunk_size x (d + K x M))). CPU
+        Rows per work unit (scratch memory is O(threads x chunk_size x (d + K x M))), any
+        int in [1, 2**63 - 1]; a value above the number of rows means one chunk. CPU
         only: the GPU sizes its row chunks from a byte budget (environment variable
         ``UL4M4_CUDA_CHUNK_MB``, default 256); results depend on neither.
     device : 'auto', 'cpu', 'cuda' or 'cuda:<index>'

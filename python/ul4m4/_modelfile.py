@@ -341,6 +341,10 @@ def from_state(header: dict, arrays: Dict[str, np.ndarray], dims, where: str, la
                          f"of the arrays {list(dims)}")
     H = np.ascontiguousarray(arrays["center_mask"], dtype=bool)
     K = H.shape[0]
+    params = dict(params)
+    if params.setdefault("n_clusters", K) != K:
+        raise ValueError(f"{where}: header field 'params.n_clusters' is {params['n_clusters']} but the file holds "
+                         f"K = {K} centres (member 'center_mask')")
     empty = np.flatnonzero(~H.any(axis=1))
     if empty.size:
         raise ValueError(f"{where}: member 'center_mask': centre {int(empty[0])} carries no modality")
