@@ -1,4 +1,5 @@
-"""The examples/ scripts run (quick mode) and do what they claim."""
+"""The examples installed with the package (``python -m ul4m4.examples.NAME``) run in quick
+mode and do what they claim; the README's Python code blocks run as pasted."""
 from __future__ import annotations
 
 import re
@@ -8,13 +9,17 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_example(name, *args):
+    return subprocess.run([sys.executable, "-m", f"ul4m4.examples.{name}", *args], capture_output=True,
+                          text=True, timeout=300)
 
 
 def test_torch_fusion_quick():
-    pytest.importorskip("torch", reason="examples/torch_fusion.py needs PyTorch (pip install torch)")
-    r = subprocess.run([sys.executable, str(EXAMPLES / "torch_fusion.py"), "--quick"], capture_output=True,
-                       text=True, timeout=300)
+    pytest.importorskip("torch", reason="ul4m4.examples.torch_fusion needs PyTorch (pip install torch)")
+    r = run_example("torch_fusion", "--quick")
     assert r.returncode == 0, r.stdout + r.stderr
     m = re.search(r"test F1-micro: ([0-9.]+)", r.stdout)
     assert m, r.stdout
@@ -25,15 +30,10 @@ def test_torch_fusion_quick():
 def test_torch_fusion_pieces():
     """The collate function and the head, in-process on a few rows."""
     torch = pytest.importorskip("torch", reason="needs PyTorch")
-    import importlib.util
-
     import numpy as np
 
     import ul4m4
-
-    spec = importlib.util.spec_from_file_location("torch_fusion", EXAMPLES / "torch_fusion.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from ul4m4.examples import torch_fusion as mod
     rng = np.random.default_rng(0)
     X = [torch.from_numpy(rng.normal(size=(60, d)).astype(np.float32)) for d in (5, 3)]
     mask = torch.ones(60, 2, dtype=torch.bool)
@@ -52,10 +52,9 @@ def test_torch_fusion_pieces():
 
 
 def test_large_data_quick():
-    """examples/large_data.py: memory-mapped fit and completion to .npy, and the Dask fit
+    """ul4m4.examples.large_data: memory-mapped fit and completion to .npy, and the Dask fit
     (skipped inside the script when dask is absent) with labels equal to fit_streaming."""
-    r = subprocess.run([sys.executable, str(EXAMPLES / "large_data.py"), "--quick"], capture_output=True,
-                       text=True, timeout=300)
+    r = run_example("large_data", "--quick")
     assert r.returncode == 0, r.stdout + r.stderr
     assert re.search(r"completed 20,000 rows in .*: [0-9,]+ slots imputed, 0 unfilled", r.stdout), r.stdout
     try:
