@@ -40,7 +40,7 @@ Model::Model(Normalizer norm, Centres centres, bool completion_tables)
         zf_[m][j * dp + k] = v;
         nn += static_cast<double>(v) * v;
         if (!completion_tables) continue;
-        const double x = c_.z[m][j * d + k] * norm_.sigma[m][k] + norm_.mu[m][k];  // section 6
+        const double x = c_.z[m][j * d + k] * norm_.sigma[m][k] + norm_.mu[m][k];  // docs/algorithm.md section 6
         raw_[m][j * d + k] = x;
         raw_f_[m][j * d + k] = static_cast<float>(x);
       }
@@ -49,7 +49,7 @@ Model::Model(Normalizer norm, Centres centres, bool completion_tables)
   }
   if (!completion_tables) return;
   // f[j,l,m] = ||c_j^m - c_l^m||^2 / d_m by direct differences: exact zeros on the
-  // diagonal, so structural ties in greedy completion stay exact (section 5).
+  // diagonal, so structural ties in greedy completion stay exact (docs/algorithm.md section 5).
   f_.assign(K * K * M, 0.0);
   for (int64_t j = 0; j < K; ++j)
     for (int64_t l = 0; l < K; ++l)

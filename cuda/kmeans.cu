@@ -9,7 +9,7 @@
 //  2. each cluster's member list is cut into fixed sub-segments (from the cluster sizes
 //     only); one block per (sub-segment, 32 features) sums raw x of the members having the
 //     modality in float64 (8 row lanes in ascending order, folded in a fixed order),
-//  3. the sub-segments of a cluster are folded in order, then the section 4 rules apply:
+//  3. the sub-segments of a cluster are folded in order, then the docs/algorithm.md section 4 rules apply:
 //     a modality no member has becomes absent, a cluster with no member keeps its centre.
 #include <chrono>
 #include <climits>
@@ -177,7 +177,7 @@ __global__ void segment_sums(Desc desc, int64_t K, int64_t sub_rows, int64_t n_s
   }
 }
 
-// New centres (section 4 rules) from the folded sums.
+// New centres (docs/algorithm.md section 4 rules) from the folded sums.
 __global__ void update_fold(Desc desc, int64_t K, const long long* seg, const long long* sub, const int* counts,
                             const double* part, const double* mu, const double* sigma, CentreTables old,
                             CentreTables nw) {

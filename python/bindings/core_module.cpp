@@ -323,7 +323,7 @@ PYBIND11_MODULE(_core, mod) {
     u.counts.assign(counts.data(), counts.data() + counts.size());
     u.sizes.assign(sizes.data(), sizes.data() + sizes.size());
     return centres_dict(centres_from_sums(u, old, norm), norm.d);
-  }, "Centres of a Lloyd update from summed assign_and_sum results (section 4 rules).");
+  }, "Centres of a Lloyd update from summed assign_and_sum results (docs/algorithm.md section 4 rules).");
 
   mod.def("complete", [](const Model& model, std::vector<py::array> Xs, U8 present, std::vector<py::array> outs,
                          const std::string& mode, double temperature_scale, double temperature,

@@ -81,7 +81,7 @@ class UL4M4Imputer(SklearnProtocol):
     completion : 'greedy' or 'soft'
         'greedy' is the paper's iterative greedy completion (with the anchored-pairs rule);
         'soft' fills a missing modality with a distance-weighted mean of the centres that
-        carry it (ALGORITHM.md section 5b).
+        carry it (docs/algorithm.md, section 5b).
     temperature_scale : float
         Soft completion: T_i = temperature_scale * median over centres of D_A(i, j)^2.
         1 (default) is the safest for downstream classifiers; 1/16 gave the lowest

@@ -31,7 +31,7 @@ memmap) are copied chunk by chunk and the touched range of the mapping is releas
 ``madvise(MADV_DONTNEED)``. Everything else is read as ``numpy.ascontiguousarray(a[r0:r1])``.
 
 Results equal the in-memory estimator's: :func:`fit_streaming` runs exactly the Lloyd loop
-of :meth:`UL4M4Imputer.fit` (ALGORITHM.md section 4) with the same stopping rules; only the
+of :meth:`UL4M4Imputer.fit` (docs/algorithm.md section 4) with the same stopping rules; only the
 order in which float64 sums are added differs (chunk by chunk), so centres agree to
 rounding and labels agree. Completion is per row and identical.
 """
@@ -639,7 +639,7 @@ def chunk_moments_numpy(Xs: Sequence[np.ndarray], P: np.ndarray, r0: int = 0, n_
 # ============================================================================ Lloyd loop
 def centre_shift(C_old: Sequence[np.ndarray], H_old: np.ndarray, C_new: Sequence[np.ndarray],
                  H_new: np.ndarray) -> float:
-    """max_j of the partial distance between old and new centre j (section 4); inf when a
+    """max_j of the partial distance between old and new centre j (docs/algorithm.md section 4); inf when a
     centre shares no modality with its previous self."""
     H_old = np.asarray(H_old, bool)
     H_new = np.asarray(H_new, bool)
@@ -786,16 +786,16 @@ def fit_streaming(imputer: UL4M4Imputer, sources: Any, mask: Any = None, *, chun
 
     What it does, pass by pass over the data:
 
-    1. statistics (section 1): one pass; per feature float64 count, mean and squared
+    1. statistics (docs/algorithm.md section 1): one pass; per feature float64 count, mean and squared
        deviations over the observed rows, merged chunk by chunk. The same pass collects the
        k-means++ seeding sample when one is needed (below).
     2. seeding: with an explicit ``init`` on the estimator, those centres (no sample, no
-       randomness). With ``init='k-means++'``, k-means++ (section 3) runs on a uniform random
+       randomness). With ``init='k-means++'``, k-means++ (docs/algorithm.md section 3) runs on a uniform random
        sample of ``init_rows`` rows (default: ``min(N, max(20000, 50 K))`` rows, at most
        256 MiB of them): **seeding only, the Lloyd iterations use every row**. When N is at
        most ``init_rows`` the sample is the whole dataset. ``n_init`` restarts each run the
        full Lloyd loop (n_init x passes over the data).
-    3. Lloyd iterations (section 4): each iteration reads the data once, assigning every row
+    3. Lloyd iterations (docs/algorithm.md section 4): each iteration reads the data once, assigning every row
        and summing the next update with the compiled ``assign_and_sum``; the update, the
        centre shift and the stopping rules are those of :meth:`UL4M4Imputer.fit`.
 
