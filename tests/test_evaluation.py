@@ -113,7 +113,7 @@ def test_demo_prints_progress_and_the_knn_choice(tmp_path, capsys):
                "--imputers", "ul4m4_greedy,mean,knn", "--out", str(tmp_path)])
     assert rc == 0
     out, err = capsys.readouterr()
-    assert "KNNImputer, the slow peer" in out and "on the first 1 seed(s) only" in out
+    assert "KNNImputer, the slow peer" in out and "runs on seed 0 only" in out
     assert "[1/2] seed 0, missing 0.5, with KNNImputer:" in err.replace("[ ", "[")
     assert "s elapsed, about" in err and "s left)" in err
     assert "(1 seed)" in out

@@ -194,9 +194,11 @@ class UL4M4Imputer(SklearnProtocol):
         return [p for p in sig.parameters if p != "self"]
 
     def get_params(self, deep: bool = True) -> dict:
+        """The constructor's parameters, by name (scikit-learn's ``get_params``)."""
         return {k: getattr(self, k) for k in self._param_names()}
 
     def set_params(self, **params: Any) -> "UL4M4Imputer":
+        """Set constructor parameters by name; an unknown name raises ValueError."""
         valid = set(self._param_names())
         for k, v in params.items():
             if k not in valid:
@@ -436,6 +438,7 @@ class UL4M4Imputer(SklearnProtocol):
         return labels
 
     def fit_predict(self, X: Any, y: Any = None, *, mask: Any = None):
+        """``fit(X, mask=mask)``, then the training rows' clusters (``labels_``)."""
         return self.fit(X, y, mask=mask).labels_
 
     # ------------------------------------------------------------------ persistence

@@ -1150,7 +1150,7 @@ def transform_to_npy(imputer: UL4M4Imputer, sources: Any, *, out_dir: "str | os.
     Reading, completing and writing overlap: a reader thread reads the next chunk and a
     writer thread writes the previous one (pwrite at row offsets, nothing is mapped) while
     the compiled core completes the current one. Memory: see the module docstring (about
-    8 chunks of ``chunk_rows`` rows, 32 MiB of input each by default).
+    5 chunks of ``chunk_rows`` rows, 32 MiB of input each by default).
 
     ``fsync=True`` flushes every file to disk before the renames (durable across a crash,
     slower). ``drop_cache=True`` asks the kernel to drop the input pages from the page cache
