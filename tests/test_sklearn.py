@@ -172,6 +172,12 @@ def test_pandas_in_pandas_out():
     assert isinstance(frame, pd.DataFrame) and isinstance(imputed, np.ndarray)
     with pytest.raises(ValueError, match="The feature names should match those that were passed during fit"):
         imp.transform(df.rename(columns={"f0": "g0"}))
+    with pytest.raises(TypeError, match="out= takes arrays like X"):
+        imp.transform(df, out=np.empty(X.shape))
+    # the caller's frame is read, never written, even when it shares memory with the output path
+    before = df.copy()
+    imp.transform(df)
+    assert before.equals(df)
 
 
 def test_polars_in_polars_out():

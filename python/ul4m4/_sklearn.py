@@ -132,6 +132,8 @@ def sklearn_io(fitting: bool, wrap_output: bool = True) -> Callable:
         @functools.wraps(method)
         def wrapper(self, X, *args, **kwargs):
             X, info = self._sk_input(X, fitting)
+            if info.frame is not None and kwargs.get("out") is not None:
+                raise TypeError("out= takes arrays like X; with a DataFrame X, use the DataFrame transform returns")
             if kwargs.get("mask") is None:
                 present = self._present_from_missing_values(X)
                 if present is not None:
