@@ -83,7 +83,7 @@ def make_data(n, dims, dev, seed=0, n_true=48):
 
 # ---------------------------------------------------------------------------- (a) greedy in torch
 class TorchGreedy:
-    """Section 5 written the straightforward way in PyTorch: per row chunk the e table by
+    """docs/algorithm.md section 5 written the straightforward way in PyTorch: per row chunk the e table by
     the matmul expansion, the f table (K x K x M, direct differences) once, every
     (candidate j, centre l) pair's D^2 as a (rows, K, K) tensor, the anchored-pairs rule,
     score_j = min_l, and each missing slot filled from the lowest-scoring carrier."""

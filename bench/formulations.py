@@ -2,7 +2,7 @@
 
 Each class takes the data (``Xs``: one (N, d_m) array per modality, ``P``: (N, M) bool
 presence), initial centres (``C``: one (K, d_m) array per modality, ``H``: (K, M) bool) and
-runs the contract of /work/shared/ALGORITHM.md section 4 without normalisation (which is a
+runs docs/algorithm.md section 4 (the masked k-means loop) without normalisation (which is a
 one-off cost before the loop; pass z-scored data to compare labels with ul4m4):
 
 * ``__init__`` does the one-off work (row norms, tensors, the initial assignment: the

@@ -1,4 +1,4 @@
-// Section 4 assignment: one pass over the rows, in chunks, optionally accumulating the
+// docs/algorithm.md section 4, assignment: one pass over the rows, in chunks, optionally accumulating the
 // float64 sums of the next centre update in the same pass (one read of the data per
 // Lloyd iteration). Accumulators belong to fixed row blocks, reduced in block order.
 #include "assign.hpp"

@@ -111,7 +111,7 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
   };
   std::vector<Local> locals(nt);
 
-  // Greedy scores (section 5, anchored pairs) for the pending rows of a chunk. For a row
+  // Greedy scores (docs/algorithm.md section 5, anchored pairs) for the pending rows of a chunk. For a row
   // with missing set Mi (observed A), candidate j and centre l:
   //   D^2(cand_j, c_l) = (E_l + F[j,l]) / (nA_l + c[j,l]),
   //   E_l = sum_{m in A & H_l} e[i,l,m],  nA_l = |A & H_l|,
@@ -409,7 +409,7 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
         for_bits(miss, mark_unfilled);
         continue;
       }
-      // Soft (section 5b): D_A over observed modalities only.
+      // Soft (docs/algorithm.md section 5b): D_A over observed modalities only.
       L.med.clear();
       for (int64_t j = 0; j < K; ++j) {
         L.da2[j] = L.nA[j] ? L.E[j] / L.nA[j] : kInf;

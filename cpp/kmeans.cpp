@@ -62,7 +62,7 @@ double centre_shift(const Centres& a, const Centres& b, int64_t j, const std::ve
   return cnt ? std::sqrt(num / cnt) : kInf;
 }
 
-// Section 4 update: mean of members' z having m; a modality no member has becomes absent;
+// docs/algorithm.md section 4, update: mean of members' z having m; a modality no member has becomes absent;
 // a cluster with no member keeps its centre. `sum_of(j)` gives centre j's D sums (float64,
 // raw space), `count(j, m)` and `size(j)` its counts.
 template <class SumOf, class Count, class Size>

@@ -1,4 +1,4 @@
-// Section 1: modality-specific normalisation statistics, and input scans (NaN marking,
+// docs/algorithm.md section 1: modality-specific normalisation statistics, and input scans (NaN marking,
 // finiteness). Float64 accumulation in fixed row blocks reduced in block order, so the
 // result does not depend on the thread count.
 #include "detail.hpp"

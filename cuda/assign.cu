@@ -1,4 +1,4 @@
-// Section 4 assignment on the device, per chunk of rows (mirrors cpp/assign.cpp):
+// docs/algorithm.md section 4, assignment on the device, per chunk of rows (mirrors cpp/assign.cpp):
 //  1. per modality, the chunk's rows present in it are compacted (ascending order),
 //  2. normalised into a zero-padded float32 block (z, with ||z||^2 in float64),
 //  3. multiplied by the float32 centres in a tiled GEMM whose epilogue writes the e table

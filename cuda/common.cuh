@@ -210,7 +210,7 @@ struct CentreTables {
   uint64_t* hmask = nullptr;   // K presence bitmasks
 };
 struct CompletionTables {
-  double* raw = nullptr;       // K x D raw-space centres (section 6), 0 where absent
+  double* raw = nullptr;       // K x D raw-space centres (docs/algorithm.md section 6), 0 where absent
   float* raw_f = nullptr;      // K x D, float32
   double* f = nullptr;         // K x K x M, direct differences
   uint64_t* any_h = nullptr;   // 1: modalities carried by some centre

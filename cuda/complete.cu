@@ -381,7 +381,7 @@ __global__ void soft_weights(Desc desc, ModelView mv, float* e, int64_t cap, int
   }
 }
 
-// GEMM epilogue: z = weights . centres, mapped to raw space (section 6) into the output.
+// GEMM epilogue: z = weights . centres, mapped to raw space (docs/algorithm.md section 6) into the output.
 struct SoftEpilogue {
   OutMod o;
   const int* idx;  // compacted row -> chunk row

@@ -112,7 +112,7 @@ __global__ void raw_centres_kernel(Desc g, int64_t K, NormTables n, CentreTables
     const int64_t j = e / g.D, col = e - j * g.D;
     const int m = mod_of(g, col);
     double x = 0.0;
-    if (c.H[j * g.M + m]) x = __dadd_rn(__dmul_rn(c.cz[e], n.sigma[col]), n.mu[col]);  // section 6
+    if (c.H[j * g.M + m]) x = __dadd_rn(__dmul_rn(c.cz[e], n.sigma[col]), n.mu[col]);  // docs/algorithm.md section 6
     t.raw[e] = x;
     t.raw_f[e] = static_cast<float>(x);
   }

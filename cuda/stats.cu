@@ -1,4 +1,4 @@
-// Section 1 on the device: the input scan (NaN marking, finiteness, empty rows) and the
+// docs/algorithm.md section 1 on the device: the input scan (NaN marking, finiteness, empty rows) and the
 // normalisation statistics. Mirrors cpp/stats.cpp. Float64 sums per feature over fixed row
 // tiles (one thread per feature and row lane, rows in ascending order), folded in tile
 // order: the result depends on the data's shape only. Counts use integer atomics (exact).

@@ -1,6 +1,6 @@
 """Pure-numpy float64 reference implementation of the UL4M4 contract.
 
-This module is the executable reading of ``/work/shared/ALGORITHM.md`` that the
+This module is the executable reading of ``docs/algorithm.md`` that the
 test suite trusts.  It is written for clarity, not speed: loops are explicit and
 every summation order is fixed, so that two formulations that are supposed to be
 equal (the e/f-table greedy completion and the authors' literal loop) agree bit
@@ -230,7 +230,7 @@ def _centre(Cs, j):
 
 
 def kmeans(Zs, P, C0s, H0, max_iter, tol):
-    """Lloyd loop exactly as ALGORITHM.md sec. 4 / golden README.
+    """Lloyd loop exactly as docs/algorithm.md section 4 / golden README.
 
     Centre shift: shift = max_j D(c_old_j, c_new_j), the partial (not squared)
     distance, so modalities a centre gained or lost are ignored.  If an old and

@@ -85,3 +85,45 @@ def test_bad_arguments():
         run_protocol(rates=(0.9,), data=(views, y))
     with pytest.raises(ValueError, match="seed"):
         run_protocol(seeds=0, data=(views, y))
+
+
+def test_knn_on_the_first_seeds_only_and_progress_estimate():
+    views, y = _toy()
+    seen = []
+    rows = run_protocol(rates=(0.3, 0.5), seeds=3, n_clusters=6, data=(views, y), n_jobs=1, knn_seeds=1,
+                        imputers=("ul4m4_greedy", "knn", "complete"), progress=lambda d, t, i: seen.append((d, t, i)))
+    get = {(r["imputer"], r["rate"], r["metric"]): r for r in rows}
+    knn = get["knn", 0.3, "f1_micro"]
+    assert knn["n"] == 1 and knn["values"][0] is not None and knn["values"][1:] == [None, None]
+    assert get["ul4m4_greedy", 0.3, "f1_micro"]["n"] == 3
+    # KNNImputer runs on seed 0 only, and those runs come first
+    assert [i["knn"] for _, _, i in seen] == [True, True] + [False] * 7
+    assert [d for d, _, _ in seen] == list(range(1, 10)) and {t for _, t, _ in seen} == {9}
+    assert all(i["eta"] >= 0 and i["elapsed"] > 0 for _, _, i in seen) and seen[-1][2]["eta"] == 0
+    text = format_table(rows)
+    assert "(1 seed)" in text and "KNNImputer" in text
+    with pytest.raises(ValueError, match="knn_seeds must be None or an int >= 0"):
+        run_protocol(knn_seeds=-1, data=(views, y))
+
+
+def test_demo_prints_progress_and_the_knn_choice(tmp_path, capsys):
+    from ul4m4.cli import build_parser, main
+
+    rc = main(["demo", "--rates", "0.5", "--seeds", "2", "-k", "10", "--jobs", "1", "--no-plot",
+               "--imputers", "ul4m4_greedy,mean,knn", "--out", str(tmp_path)])
+    assert rc == 0
+    out, err = capsys.readouterr()
+    assert "KNNImputer, the slow peer" in out and "runs on seed 0 only" in out
+    assert "[1/2] seed 0, missing 0.5, with KNNImputer:" in err.replace("[ ", "[")
+    assert "s elapsed, about" in err and "s left)" in err
+    assert "(1 seed)" in out
+    import json
+
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["protocol"]["knn_seeds"] == 1
+    rc = main(["demo", "--rates", "0.5", "--seeds", "1", "-k", "10", "--jobs", "1", "--no-plot", "--no-knn",
+               "--imputers", "ul4m4_greedy,knn", "--out", str(tmp_path)])
+    assert rc == 0 and "KNNImputer skipped" in capsys.readouterr().out
+    assert build_parser().parse_args(["demo"]).knn_seeds == "1"
+    assert build_parser().parse_args(["demo", "--knn-seeds", "all"]).knn_seeds == "all"
+    assert main(["demo", "--knn-seeds", "some"]) == 2

@@ -575,7 +575,7 @@ def test_unfilled_and_unassignable_rows(dtype, completion):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_row_identical_to_centre_is_at_distance_zero_and_ties_go_low(dtype):
-    """Sec. 2/4: a row equal to a centre on their shared modalities is at D = 0, and an
+    """docs/algorithm.md sections 2 and 4: a row equal to a centre on their shared modalities is at D = 0, and an
     exact tie goes to the lowest centre index. Centre 0 is row 0 on modality 0 only,
     centre 1 is row 0 on modality 1 only: row 0 is at D = 0 from both -> label 0.
     The float32 expansion table gives D^2 ~ 1e-8 rather than 0 for a lone candidate (the

@@ -259,9 +259,10 @@ def test_integer_input(data, fitted, dt):
     raises(TypeError, rf"modality 0 has dtype {np.dtype(dt).name}.*float32 or float64",
            lambda: ul4m4.UL4M4Imputer(2).fit(bad, mask=P), bad, P)
     raises(TypeError, rf"modality 0 has dtype {np.dtype(dt).name}", lambda: fitted.transform(bad, mask=P), bad, P)
+    # the one-2-D-array (scikit-learn) form converts to float64, as scikit-learn's estimators do
     dense = np.hstack(Xs).astype(dt)
-    raises(TypeError, rf"X has dtype {np.dtype(dt).name}",
-           lambda: ul4m4.UL4M4Imputer(2, modality_dims=[4, 3, 5]).fit(dense), dense)
+    out = ul4m4.UL4M4Imputer(2, modality_dims=[4, 3, 5], random_state=0).fit_transform(dense)
+    assert out.dtype == np.float64 and np.array_equal(out, dense)
 
 
 @pytest.mark.parametrize("dt", [np.float16, np.complex128, object])
@@ -295,10 +296,11 @@ def test_modality_dims(data):
     for dims in ([4, 3], [4, 3, 6], [4, 0, 8], [5, -1, 8]):
         raises(ValueError, r"modality_dims .* must be positive and sum to X's 12 columns",
                lambda: ul4m4.UL4M4Imputer(2, modality_dims=dims).fit(dense), dense)
-    raises(ValueError, r"a single 2-D X needs modality_dims", lambda: ul4m4.UL4M4Imputer(2).fit(dense), dense)
+    # without modality_dims, each column is a modality of its own (tests/test_sklearn.py)
+    assert ul4m4.UL4M4Imputer(2, random_state=0).fit(dense).modality_dims_ == (1,) * 12
     imp = ul4m4.UL4M4Imputer(2, modality_dims=[4, 3, 5], random_state=0).fit(dense)
     wide = np.hstack([dense, dense[:, :1]])
-    raises(ValueError, r"modality_dims \[4, 3, 5\] must be positive and sum to X's 13 columns",
+    raises(ValueError, r"X has 13 features, but UL4M4Imputer is expecting 12 features as input",
            lambda: imp.transform(wide), wide)
 
 

@@ -13,6 +13,11 @@ runtime-dispatched SIMD and OpenMP threads.
 >>> filled, imputed, unfilled = imp.transform([text, audio], mask=mask, return_masks=True)
 >>> int(imputed.sum()), int(unfilled.sum())
 (34, 0)
+
+Submodules, imported on first use (``import ul4m4`` loads neither dask nor any other
+optional dependency): ``ul4m4.outofcore`` (data larger than memory), ``ul4m4.dask`` (a
+Dask cluster), ``ul4m4.datasets``, ``ul4m4.masking``, ``ul4m4.evaluation`` (the demo's
+protocol), ``ul4m4.cli`` and ``ul4m4.examples``.
 """
 from __future__ import annotations
 
@@ -36,6 +41,21 @@ __all__ = [
     "cuda_available",
     "__version__",
 ]
+
+#: Submodules reachable as attributes of the package, imported on first access.
+_SUBMODULES = ("outofcore", "dask", "datasets", "masking", "evaluation", "cli", "examples")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")  # also binds it as an attribute
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBMODULES))
 
 
 def simd_level() -> str:

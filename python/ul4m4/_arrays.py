@@ -182,7 +182,8 @@ def prepare(X: Any, mask: Any, modality_dims: Optional[Sequence[int]], core: Any
         a = _to_numpy(X, "X")
         if a.ndim != 2:
             raise ValueError(
-                f"X must be a list of per-modality 2-D arrays, or one 2-D array with modality_dims; got shape {a.shape}"
+                f"X must be a list of per-modality 2-D arrays, or one 2-D array with modality_dims; got shape {a.shape}. "
+                "Reshape your data: X.reshape(-1, 1) for a single feature, X.reshape(1, -1) for a single sample"
             )
         if modality_dims is None:
             raise ValueError("a single 2-D X needs modality_dims (the width of each modality's block of columns)")

@@ -31,7 +31,8 @@ def restart_seed(seed: int, run: int) -> int:
 
 def check_n_clusters(K: int, eligible: int) -> None:
     if K > eligible:
-        raise ValueError(f"n_clusters={K} is larger than the {eligible} rows with at least one observed modality")
+        raise ValueError(f"n_clusters={K} is larger than the {eligible} rows with at least one observed modality "
+                         f"(n_samples={eligible})")
 
 
 def explicit_init_runs(n_init: int, stacklevel: int = 3) -> int:

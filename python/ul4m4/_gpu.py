@@ -312,7 +312,7 @@ def nonfinite_error(prep: CudaPrepared) -> Optional[ValueError]:
 
 # ----------------------------------------------------------------------------- fit
 def compute_stats(prep: CudaPrepared):
-    """Section 1 on the device: (mu, sigma) as lists of (d_m,) float64 numpy arrays."""
+    """docs/algorithm.md section 1 on the device: (mu, sigma) as lists of (d_m,) float64 numpy arrays."""
     torch = _torch()
     cu = _module()
     err = nonfinite_error(prep)

@@ -17,6 +17,7 @@ import numpy as np
 from . import _core, _fit, _gpu, _modelfile, _params
 from ._arrays import Prepared, check_dims, explain, inverted_mask_hint, mask_out, new_like, prepare, use_out
 from ._modelfile import FORMAT_VERSION
+from ._sklearn import SklearnProtocol, not_fitted, sklearn_io as _sklearn_io
 
 __all__ = ["UL4M4Imputer", "ConvergenceWarning", "NotFittedError", "FORMAT_VERSION"]
 
@@ -35,7 +36,7 @@ effective_n_threads = _params.resolve_threads
 _seed_from = _params.seed_from
 
 
-class UL4M4Imputer:
+class UL4M4Imputer(SklearnProtocol):
     """Complete missing modalities by masked k-means on the partial-modality distance.
 
     Parameters
@@ -56,7 +57,7 @@ class UL4M4Imputer:
     completion : 'greedy' or 'soft'
         'greedy' is the paper's iterative greedy completion (with the anchored-pairs rule);
         'soft' fills a missing modality with a distance-weighted mean of the centres that
-        carry it (ALGORITHM.md section 5b).
+        carry it (docs/algorithm.md, section 5b).
     temperature_scale : float
         Soft completion: T_i = temperature_scale * median over centres of D_A(i, j)^2.
         1 (default) is the safest for downstream classifiers; 1/16 gave the lowest
@@ -67,8 +68,16 @@ class UL4M4Imputer:
         Rows with no observed modality: an error (default), or accepted ('mean': ignored by
         fit, filled with the training mean and reported unfilled by transform).
     modality_dims : sequence of int or None
-        For the scikit-learn form: X is one 2-D array made of M column blocks of these
-        widths, with missing blocks all NaN.
+        For the scikit-learn form: X is one 2-D array (numpy, torch, or a pandas / polars
+        DataFrame) made of M column blocks of these widths. ``None`` with such an X: every
+        column is a modality of its own (at most 64 columns), so the estimator behaves like
+        scikit-learn's imputers, one value per feature (see "The scikit-learn form" below).
+    missing_values : float
+        Without ``mask``: a modality of a row is absent where its whole block equals this
+        value. ``np.nan`` (default): all-NaN blocks are absent. Another number, e.g. ``0``
+        for embeddings stored as all-zero rows when absent: blocks made only of that value
+        are absent (a NaN is then an error like any other non-finite observed value).
+        Ignored when ``mask`` is given.
     random_state : None, int or numpy Generator
         Seed of k-means++ (an int in [0, 2**64)).
 
@@ -115,12 +124,33 @@ class UL4M4Imputer:
         Lloyd iterations run.
     history_ : list of dict
         Per iteration: inertia, n_changed, max_shift, seconds.
+    n_features_in_ : int
+        Columns of X when fitted on one 2-D array (the scikit-learn form).
+    feature_names_in_ : (n_features_in_,) object array
+        Column names when fitted on a DataFrame with string column names.
+
+    The scikit-learn form
+    ---------------------
+    One 2-D array X (numpy, torch, pandas or polars) stands for the concatenated
+    modalities. With ``modality_dims`` its column blocks are the modalities; without it,
+    each column is one modality of width 1, so a NaN cell means "this feature is missing
+    for this row", as for :class:`sklearn.impute.SimpleImputer` or ``KNNImputer``, and the
+    partial distance becomes the mean squared difference over the features two rows share.
+    (The alternative, the whole row as one modality, could never fill anything: a row
+    either has every value or none.) A row whose cells are all missing observes nothing
+    (``empty_rows``). The estimator works in ``Pipeline``, ``GridSearchCV`` and
+    ``clone``, passes ``check_estimator`` (but for the checks listed in
+    ``tests/test_sklearn.py``), has ``set_output(transform='pandas'|'polars'|'default')``
+    and ``get_feature_names_out``; scikit-learn itself is never imported unless you use it.
+    A DataFrame in gives a DataFrame out, same columns and index; numpy gives numpy and
+    torch gives torch (``set_output`` chooses another container).
     """
 
     def __init__(self, n_clusters: int = 8, *, init: Any = "k-means++", n_init: int = 1,
                  max_iter: int = 300, tol: float = 1e-4, completion: str = "greedy",
                  temperature_scale: float = 1.0, temperature: Optional[float] = None,
                  empty_rows: str = "error", modality_dims: Optional[Sequence[int]] = None,
+                 missing_values: float = np.nan,
                  random_state: Any = None, n_threads: Optional[int] = None, chunk_size: int = 256,
                  device: str = "auto", verbose: int = 0):
         self.n_clusters = n_clusters
@@ -133,6 +163,7 @@ class UL4M4Imputer:
         self.temperature = temperature
         self.empty_rows = empty_rows
         self.modality_dims = modality_dims
+        self.missing_values = missing_values
         self.random_state = random_state
         self.n_threads = n_threads
         self.chunk_size = chunk_size
@@ -146,6 +177,7 @@ class UL4M4Imputer:
         return [p for p in sig.parameters if p != "self"]
 
     def get_params(self, deep: bool = True) -> dict:
+        """The constructor's parameters, by name (scikit-learn's ``get_params``)."""
         return {k: getattr(self, k) for k in self._param_names()}
 
     def set_params(self, **params: Any) -> "UL4M4Imputer":
@@ -179,8 +211,8 @@ class UL4M4Imputer:
         _params.check_param("temperature", temperature)
 
     def _prepare(self, X: Any, mask: Any, nt: int, fitted: bool = False) -> Prepared:
-        dims = self.modality_dims
-        prep = prepare(X, mask, dims, _core, nt, self.chunk_size, expect=self._fitted_dims() if fitted else None)
+        prep = prepare(X, mask, self._dims_for(X), _core, nt, self.chunk_size,
+                       expect=self._fitted_dims() if fitted else None)
         empty = np.flatnonzero(~prep.present.any(axis=1))
         self._check_empty(empty.size, int(empty[0]) if empty.size else -1, prep)
         return prep
@@ -194,7 +226,7 @@ class UL4M4Imputer:
             )
 
     def _prepare_cuda(self, X: Any, mask: Any, fitted: bool = False) -> "_gpu.CudaPrepared":
-        prep = _gpu.prepare(X, mask, self.modality_dims, self.device, expect=self._fitted_dims() if fitted else None)
+        prep = _gpu.prepare(X, mask, self._dims_for(X), self.device, expect=self._fitted_dims() if fitted else None)
         self._check_empty(prep.scan["n_empty"], prep.scan["first_empty"], prep)
         return prep
 
@@ -203,12 +235,13 @@ class UL4M4Imputer:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "cluster_centers_"):
-            raise NotFittedError("this UL4M4Imputer is not fitted yet: call fit first")
+            raise not_fitted(NotFittedError, "this UL4M4Imputer is not fitted yet: call fit first")
 
     def _check_compatible(self, prep: Prepared) -> None:
         check_dims(prep.dims, self._fitted_dims())
 
     # ------------------------------------------------------------------ fit
+    @_sklearn_io(fitting=True)
     def fit(self, X: Any, y: Any = None, *, mask: Any = None,
             callback: Optional[Callable[..., Any]] = None) -> "UL4M4Imputer":
         """Fit normalisation and centres on X (list of (n, d_m) arrays, or one 2-D array
@@ -314,6 +347,7 @@ class UL4M4Imputer:
                                       np.ascontiguousarray(self.center_mask_, dtype=np.uint8))
         return self._model
 
+    @_sklearn_io(fitting=False)
     def transform(self, X: Any, *, mask: Any = None, return_masks: bool = False,
                   completion: Optional[str] = None, temperature_scale: Optional[float] = None,
                   temperature: Optional[float] = None, out: Any = None):
@@ -357,6 +391,7 @@ class UL4M4Imputer:
         """``fit(X, mask=mask)`` then ``transform(X, mask=mask)``."""
         return self.fit(X, y, mask=mask, callback=callback).transform(X, mask=mask, return_masks=return_masks)
 
+    @_sklearn_io(fitting=False, wrap_output=False)
     def predict(self, X: Any, *, mask: Any = None):
         """Nearest centre of each row by the partial distance (-1: shares no modality)."""
         self._check_fitted()
@@ -381,6 +416,7 @@ class UL4M4Imputer:
         return labels
 
     def fit_predict(self, X: Any, y: Any = None, *, mask: Any = None):
+        """``fit(X, mask=mask)``, then the training rows' clusters (``labels_``)."""
         return self.fit(X, y, mask=mask).labels_
 
     # ------------------------------------------------------------------ persistence
@@ -417,6 +453,8 @@ class UL4M4Imputer:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        if isinstance(self.__dict__.get("missing_values"), float) and np.isnan(self.missing_values):
+            self.missing_values = np.nan  # the default object again: get_params() compares equal
 
 
 def _equal(a, b) -> bool:

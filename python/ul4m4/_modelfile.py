@@ -95,6 +95,11 @@ def state_arrays(imp) -> Dict[str, np.ndarray]:
         params[k] = float(params[k])
     if params.get("temperature") is not None:
         params["temperature"] = float(params["temperature"])
+    mv = float(params["missing_values"])
+    if np.isnan(mv):
+        del params["missing_values"]  # the default; JSON has no NaN (absent = the default on load)
+    else:
+        params["missing_values"] = mv
     header = {"magic": MAGIC, "format_version": FORMAT_VERSION, "ul4m4_version": _core.__version__,
               "params": params, "inertia": float(imp.inertia_), "n_iter": int(imp.n_iter_),
               "n_modalities": int(imp.n_modalities_)}

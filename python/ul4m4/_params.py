@@ -33,8 +33,8 @@ UINT64_LIMIT = 2**64
 
 #: The constructor's parameters, in order.
 PARAM_NAMES = ("n_clusters", "init", "n_init", "max_iter", "tol", "completion", "temperature_scale",
-               "temperature", "empty_rows", "modality_dims", "random_state", "n_threads", "chunk_size",
-               "device", "verbose")
+               "temperature", "empty_rows", "modality_dims", "missing_values", "random_state", "n_threads",
+               "chunk_size", "device", "verbose")
 #: The parameters a model file's header stores (init and random_state only matter to fit).
 FILE_PARAMS = tuple(p for p in PARAM_NAMES if p not in ("init", "random_state"))
 
@@ -120,6 +120,10 @@ def check_param(name: str, value: Any) -> None:
             raise ValueError(f"empty_rows must be 'error' or 'mean', got {v!r}")
     elif name == "modality_dims":
         _check_modality_dims(v)
+    elif name == "missing_values":
+        if isinstance(v, bool) or not isinstance(v, Real):
+            raise ValueError(f"missing_values must be a number (np.nan by default, e.g. 0 for all-zero absent "
+                             f"embeddings), got {v!r}")
     elif name == "random_state":
         _check_random_state(v)
     elif name == "init":

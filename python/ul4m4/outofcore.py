@@ -31,7 +31,7 @@ memmap) are copied chunk by chunk and the touched range of the mapping is releas
 ``madvise(MADV_DONTNEED)``. Everything else is read as ``numpy.ascontiguousarray(a[r0:r1])``.
 
 Results equal the in-memory estimator's: :func:`fit_streaming` runs exactly the Lloyd loop
-of :meth:`UL4M4Imputer.fit` (ALGORITHM.md section 4) with the same stopping rules; only the
+of :meth:`UL4M4Imputer.fit` (docs/algorithm.md section 4) with the same stopping rules; only the
 order in which float64 sums are added differs (chunk by chunk), so centres agree to
 rounding and labels agree. Completion is per row and identical.
 """
@@ -651,16 +651,16 @@ def fit_streaming(imputer: UL4M4Imputer, sources: Any, mask: Any = None, *, chun
 
     What it does, pass by pass over the data:
 
-    1. statistics (section 1): one pass; per feature float64 count, mean and squared
+    1. statistics (docs/algorithm.md section 1): one pass; per feature float64 count, mean and squared
        deviations over the observed rows, merged chunk by chunk. The same pass collects the
        k-means++ seeding sample when one is needed (below).
     2. seeding: with an explicit ``init`` on the estimator, those centres (no sample, no
-       randomness). With ``init='k-means++'``, k-means++ (section 3) runs on a uniform random
+       randomness). With ``init='k-means++'``, k-means++ (docs/algorithm.md section 3) runs on a uniform random
        sample of ``init_rows`` rows (default: ``min(N, max(20000, 50 K))`` rows, at most
        256 MiB of them): **seeding only, the Lloyd iterations use every row**. When N is at
        most ``init_rows`` the sample is the whole dataset. ``n_init`` restarts each run the
        full Lloyd loop (n_init x passes over the data).
-    3. Lloyd iterations (section 4): each iteration reads the data once, assigning every row
+    3. Lloyd iterations (docs/algorithm.md section 4): each iteration reads the data once, assigning every row
        and summing the next update with the compiled ``assign_and_sum``; the update, the
        centre shift and the stopping rules are those of :meth:`UL4M4Imputer.fit`.
 
@@ -1015,7 +1015,7 @@ def transform_to_npy(imputer: UL4M4Imputer, sources: Any, *, out_dir: "str | os.
     Reading, completing and writing overlap: a reader thread reads the next chunk and a
     writer thread writes the previous one (pwrite at row offsets, nothing is mapped) while
     the compiled core completes the current one. Memory: see the module docstring (about
-    8 chunks of ``chunk_rows`` rows, 32 MiB of input each by default).
+    5 chunks of ``chunk_rows`` rows, 32 MiB of input each by default).
 
     ``fsync=True`` flushes every file to disk before the renames (durable across a crash,
     slower). ``drop_cache=True`` asks the kernel to drop the input pages from the page cache

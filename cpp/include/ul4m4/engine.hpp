@@ -1,6 +1,6 @@
 // The UL4M4 engine: normalisation statistics, partial-modality distances, masked
 // k-means (k-means++ seeding, Lloyd iterations) and greedy / soft completion.
-// ../shared/ALGORITHM.md is the contract; section numbers below refer to it.
+// docs/algorithm.md describes the method; section numbers below refer to it.
 //
 // Pure C++ (no Python). Inputs are borrowed views; nothing the caller owns is written
 // except the output views passed explicitly. Rows are processed in fixed chunks, so the

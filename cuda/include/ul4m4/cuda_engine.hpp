@@ -1,7 +1,7 @@
 // The UL4M4 engine on a CUDA GPU: the same passes as cpp/include/ul4m4/engine.hpp
 // (normalisation statistics, partial-modality distances, masked k-means with k-means++
 // seeding, greedy / soft completion), on device memory the caller owns.
-// ../shared/ALGORITHM.md is the contract; section numbers below refer to it.
+// docs/algorithm.md describes the method; section numbers below refer to it.
 //
 // Host C++ only in this header (no kernels, no torch): every pointer named "device" is a
 // device pointer on `Launch::device`; every call enqueues its work on `Launch::stream` and

@@ -1,8 +1,8 @@
 """Datasets larger than memory: fit and complete memory-mapped .npy files chunk by chunk,
 then the same fit on a Dask cluster.
 
-    python examples/large_data.py            # 200 000 rows (about 2 GB on disk, in a temp dir)
-    python examples/large_data.py --quick    # 20 000 rows
+    python -m ul4m4.examples.large_data            # 200 000 rows (about 2 GB on disk, in a temp dir)
+    python -m ul4m4.examples.large_data --quick    # 20 000 rows
 
 1. Writes three modalities (768 / 1024 / 768 float32) and a presence mask to .npy files,
    chunk by chunk (the data never sit in memory whole).

@@ -16,7 +16,8 @@ whose six views stand in for six frozen modality encoders' embeddings):
    multi-head self-attention layer, are mean-pooled and classified by an MLP;
 5. F1-micro on the test set.
 
-Run ``python examples/torch_fusion.py`` (``--quick`` for a fast run, about 10 s).
+Run ``python -m ul4m4.examples.torch_fusion`` (``--quick`` for a fast run, about 10 s); the
+source is ``ul4m4/examples/torch_fusion.py`` in the installed package.
 
 Completing a batch inside a DataLoader
 --------------------------------------
@@ -43,9 +44,11 @@ Completing inside a training step
 
 CUDA tensors
 ------------
-This build of ul4m4 completes on the CPU only and rejects tensors on a GPU with a clear
-error.  Complete on the CPU (in the collate function, before the batch is moved, is the
-cheapest place) and move the result::
+Where ul4m4 was built with its CUDA module (compiled when ``nvcc`` is present), CUDA tensors
+go to the GPU path and come back as CUDA tensors on the same device; that path is compiled
+but has not yet been run on a GPU (``ul4m4.cuda_available()`` tells whether it can run
+here). The dependable way today is to complete on the CPU, in the collate function before
+the batch is moved (the cheapest place), and move the result::
 
     filled = imp.transform([v.cpu() for v in views], mask=mask.cpu())
     filled = [v.to(device, non_blocking=True) for v in filled]
