@@ -181,13 +181,14 @@ class UL4M4Imputer(SklearnProtocol):
         return {k: getattr(self, k) for k in self._param_names()}
 
     def set_params(self, **params: Any) -> "UL4M4Imputer":
-        """Set parameters; each is checked (type and range, ValueError naming it) before any
-        is set, so a bad value leaves the estimator unchanged."""
+        """Set parameters by name; an unknown name raises ValueError. Values are checked (type
+        and range, ValueError naming the parameter) by the next fit / transform / predict,
+        before any pass over the data, as scikit-learn's estimators do (so that
+        ``set_params`` never fails half-way in a search over parameters)."""
         valid = set(self._param_names())
-        for k, v in params.items():
+        for k in params:
             if k not in valid:
                 raise ValueError(f"invalid parameter {k!r} for UL4M4Imputer; valid: {sorted(valid)}")
-            _params.check_param(k, v)
         for k, v in params.items():
             setattr(self, k, v)
         return self
