@@ -12,8 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 
-import ul4m4
-from ul4m4 import UL4M4Imputer, _core, _modelfile
+from ul4m4 import UL4M4Imputer, _modelfile
 from ul4m4.cli import main
 
 K = 4

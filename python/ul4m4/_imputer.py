@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
-from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np

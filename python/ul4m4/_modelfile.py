@@ -26,9 +26,9 @@ import json
 import math
 import os
 import zipfile
-from numbers import Integral, Real
+from numbers import Real
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict
 
 import numpy as np
 
