@@ -16,7 +16,7 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
-from . import _core, _gpu
+from . import _core, _gpu, _holdout
 from ._arrays import Prepared, mask_out, new_like, prepare, use_out
 
 __all__ = ["UL4M4Imputer", "ConvergenceWarning", "NotFittedError", "FORMAT_VERSION"]
@@ -77,10 +77,17 @@ class UL4M4Imputer:
         Lloyd iterations at most.
     tol : float
         Stop when the largest centre shift (partial distance, z-space) is <= tol.
-    completion : 'greedy' or 'soft'
+    completion : 'greedy', 'soft' or 'auto'
         'greedy' is the paper's iterative greedy completion (with the anchored-pairs rule);
         'soft' fills a missing modality with a distance-weighted mean of the centres that
-        carry it (ALGORITHM.md section 5b).
+        carry it (ALGORITHM.md section 5b). 'auto' chooses at fit time, among greedy and
+        soft at temperature_scale 1, 1/2, 1/4, 1/8, 1/16 and 1/32, the one that best
+        reconstructs observed modalities of the training rows hidden on purpose (the
+        held-out protocol of :meth:`score`, on at most 4096 rows, drawn with
+        ``random_state``); the choice is in ``completion_`` / ``temperature_scale_``,
+        each candidate's error in ``completion_scores_``. The centres are those of a fit
+        without 'auto' (they have seen the hidden values: with K much smaller than the
+        number of rows this barely favours any candidate). Not with ``temperature``.
     temperature_scale : float
         Soft completion: T_i = temperature_scale * median over centres of D_A(i, j)^2.
         1 (default) is the safest for downstream classifiers; 1/16 gave the lowest
@@ -132,6 +139,14 @@ class UL4M4Imputer:
         Lloyd iterations run.
     history_ : list of dict
         Per iteration: inertia, n_changed, max_shift, seconds.
+    completion_, temperature_scale_ : str, float
+        The completion transform uses by default: the constructor's values, or with
+        ``completion='auto'`` the fitted choice (for a greedy choice, temperature_scale_ is
+        the constructor's, used only by a call that asks for completion='soft').
+    completion_scores_ : list of dict or None
+        ``completion='auto'``: per candidate, ``completion``, ``temperature_scale`` (None
+        for greedy) and ``error`` (held-out z-space NRMSE averaged over modalities, lower
+        is better; see :meth:`score`), in grid order. None otherwise.
     """
 
     def __init__(self, n_clusters: int = 8, *, init: Any = "k-means++", n_init: int = 1,
@@ -193,7 +208,10 @@ class UL4M4Imputer:
         pos_int("chunk_size")
         if isinstance(self.tol, bool) or not isinstance(self.tol, Real) or not self.tol >= 0:
             raise ValueError(f"tol must be a float >= 0, got {self.tol!r}")
-        self._check_completion(self.completion, self.temperature_scale, self.temperature)
+        self._check_completion(self.completion, self.temperature_scale, self.temperature, allow_auto=True)
+        if self.completion == "auto" and self.temperature is not None:
+            raise ValueError("completion='auto' chooses a temperature_scale; it cannot be combined with an "
+                             f"absolute temperature (got temperature={self.temperature!r})")
         if self.empty_rows not in ("error", "mean"):
             raise ValueError(f"empty_rows must be 'error' or 'mean', got {self.empty_rows!r}")
         if not (isinstance(self.init, str) and self.init == "k-means++") and not (
@@ -202,9 +220,10 @@ class UL4M4Imputer:
         _gpu.check_device(self.device)
 
     @staticmethod
-    def _check_completion(completion, temperature_scale, temperature):
-        if completion not in ("greedy", "soft"):
-            raise ValueError(f"completion must be 'greedy' or 'soft', got {completion!r}")
+    def _check_completion(completion, temperature_scale, temperature, allow_auto=False):
+        allowed = ("greedy", "soft", "auto") if allow_auto else ("greedy", "soft")
+        if not isinstance(completion, str) or completion not in allowed:
+            raise ValueError(f"completion must be {' or '.join(repr(a) for a in allowed)}, got {completion!r}")
         if not isinstance(temperature_scale, Real) or not temperature_scale > 0 or not np.isfinite(temperature_scale):
             raise ValueError(f"temperature_scale must be a finite float > 0, got {temperature_scale!r}")
         if temperature is not None and (not isinstance(temperature, Real) or not temperature > 0
@@ -253,6 +272,9 @@ class UL4M4Imputer:
         _reject_mask_as_y(y)
         self._validate_params()
         cuda = _gpu.use_cuda(self.device, X, mask)
+        if cuda and self.completion == "auto":
+            raise NotImplementedError("completion='auto' is chosen on the CPU only for now: fit with device='cpu' "
+                                      "(the model then transforms on the GPU too), or pass completion='greedy'/'soft'")
         if cuda:
             prep = self._prepare_cuda(X, mask)
             mu, sigma = _gpu.compute_stats(prep)
@@ -308,6 +330,7 @@ class UL4M4Imputer:
         if not res["converged"] and self.n_iter_ == self.max_iter and self.max_iter > 0:
             warnings.warn(f"k-means stopped at max_iter={self.max_iter} before convergence; "
                           "increase max_iter or tol", ConvergenceWarning, stacklevel=2)
+        self._choose_completion(prep, cuda)
         return self
 
     @staticmethod
@@ -333,6 +356,85 @@ class UL4M4Imputer:
             out.append(np.ascontiguousarray(z))
         return out, np.ascontiguousarray(H, dtype=np.uint8)
 
+    # ------------------------------------------------------------------ self-tuning
+    def _holdout_seed(self) -> int:
+        """Seed of the held-out draws: random_state when an int, else 0 (so that every
+        candidate of a search is scored on the same slots)."""
+        rs = self.random_state
+        return int(rs) if isinstance(rs, Integral) and not isinstance(rs, bool) and rs >= 0 else 0
+
+    def _choose_completion(self, prep: Prepared, cuda: bool) -> None:
+        """Sets completion_, temperature_scale_ and completion_scores_ (end of fit)."""
+        self.completion_scores_ = None
+        if self.completion != "auto":
+            self.completion_, self.temperature_scale_ = self.completion, float(self.temperature_scale)
+            return
+        hide = _holdout.holdout_mask(prep.present, self._holdout_seed(), _holdout.AUTO_MAX_ROWS)
+        grid = _holdout.GRID
+        cands = [(c, float(self.temperature_scale) if ts is None else ts, None) for c, ts in grid]
+        nt = effective_n_threads(self.n_threads)
+        errors = _holdout.holdout_errors(self._compiled(), _core, prep.Xs, prep.present, hide, self.mean_,
+                                         self.scale_, cands, nt, int(self.chunk_size))
+        self.completion_scores_ = [dict(completion=c, temperature_scale=ts, error=e)
+                                   for (c, ts), e in zip(grid, errors)]
+        finite = [i for i, e in enumerate(errors) if np.isfinite(e)]
+        best = min(finite, key=lambda i: errors[i]) if finite else 0  # ties: the earlier candidate
+        self.completion_, self.temperature_scale_ = cands[best][0], cands[best][1]
+        if self.verbose:
+            n_rows = int(hide.any(axis=1).sum())
+            for (c, ts), e in zip(grid, errors):
+                print(f"[ul4m4] completion {_holdout.candidate_label(c, ts):<10s} held-out NRMSE {e:.4f}"
+                      f"{'  <- chosen' if (c, ts) == grid[best] else ''}", flush=True)
+            print(f"[ul4m4] completion='auto': {_holdout.candidate_label(*grid[best])} "
+                  f"(on {int(hide.sum())} hidden slots of {n_rows} training rows)", flush=True)
+
+    def _completion_settings(self, completion: Optional[str], temperature_scale: Optional[float],
+                             temperature: Optional[float]):
+        """The concrete (completion, temperature_scale, temperature) of a call: arguments
+        override the estimator's settings; 'auto' is the choice made at fit time."""
+        completion = self.completion if completion is None else completion
+        tuned = self.completion == "auto" or completion == "auto"
+        if tuned and not hasattr(self, "completion_"):
+            self._check_fitted()
+            raise ValueError("completion='auto' is chosen by UL4M4Imputer.fit, and this model has no choice "
+                             "(fitted another way, e.g. out of core): pass completion='greedy' or 'soft'")
+        if completion == "auto":
+            completion = self.completion_
+        default_ts = self.temperature_scale_ if tuned else self.temperature_scale
+        ts = default_ts if temperature_scale is None else temperature_scale
+        temp = self.temperature if temperature is None else temperature
+        self._check_completion(completion, ts, temp)
+        return completion, ts, temp
+
+    def score(self, X: Any, y: Any = None, *, mask: Any = None) -> float:
+        """Unsupervised score of the fitted model on X: minus the held-out reconstruction
+        error, so higher is better (usable by ``GridSearchCV`` without ``y``).
+
+        Some observed modalities of X's rows are hidden following X's own missingness
+        pattern: each row observing >= 2 modalities draws a donor row among the rows missing
+        something and hides what the donor misses (a draw must hide >= 1 modality and keep
+        >= 1; up to 4 draws, else the row is left out); on complete data, one modality per
+        row, chosen uniformly. The rows are completed with the model's completion (the
+        fitted choice for ``completion='auto'``) and compared in the model's z-space,
+        ``z = (x - mean_) / scale_``: per modality m,
+        ``NRMSE_m = sqrt(sum ||z_hat - z||^2 / sum ||z||^2)`` over its hidden slots (mean-fill
+        scores 1), and the score is ``-mean_m NRMSE_m`` over the modalities with hidden
+        slots. The draws use ``random_state`` (0 unless it is an int): the same data and
+        seed hide the same slots, whatever the other parameters. All rows able to take part
+        are used. NaN when nothing can be hidden (no row observes two modalities). Runs on
+        the CPU (CUDA tensors are copied to the host). ``y`` is ignored."""
+        _reject_mask_as_y(y)
+        self._check_fitted()
+        completion, ts, temp = self._completion_settings(None, None, None)
+        nt = effective_n_threads(self.n_threads)
+        prep = self._prepare(_host_array(X) if not isinstance(X, (list, tuple)) else [_host_array(x) for x in X],
+                             None if mask is None else _host_array(mask), nt)
+        self._check_compatible(prep)
+        hide = _holdout.holdout_mask(prep.present, self._holdout_seed())
+        err = _holdout.holdout_errors(self._compiled(), _core, prep.Xs, prep.present, hide, self.mean_, self.scale_,
+                                      [(completion, ts, temp)], nt, int(self.chunk_size))[0]
+        return -err
+
     # ------------------------------------------------------------------ inference
     def _compiled(self):
         self._check_fitted()
@@ -343,20 +445,33 @@ class UL4M4Imputer:
 
     def transform(self, X: Any, *, mask: Any = None, return_masks: bool = False,
                   completion: Optional[str] = None, temperature_scale: Optional[float] = None,
-                  temperature: Optional[float] = None, out: Any = None):
+                  temperature: Optional[float] = None, out: Any = None, return_confidence: bool = False):
         """Complete X. Returns X's container type (list of arrays, or one 2-D array; numpy
         or torch) and dtypes, observed slots bit-for-bit; with ``return_masks=True`` also
         ``imputed`` and ``unfilled`` (n, M) boolean masks (disjoint; their union is the
         missing set). ``completion`` / ``temperature_scale`` / ``temperature`` override the
-        estimator's settings for this call. ``out`` (arrays like X) receives the result
-        instead of new arrays, e.g. reused buffers in a loop; ``out=X`` fills the missing
-        slots of X in place (the one case where the caller's data is written)."""
+        estimator's settings for this call ('auto': the choice made at fit time). ``out``
+        (arrays like X) receives the result instead of new arrays, e.g. reused buffers in a
+        loop; ``out=X`` fills the missing slots of X in place (the one case where the
+        caller's data is written).
+
+        ``return_confidence=True`` appends an (n, M) float32 array (torch tensor for torch
+        inputs), last in the returned tuple: per row and modality, a number in [0, 1] saying
+        how unambiguous the fill is. 1.0 for an observed slot (kept as it is), 0.0 for an
+        unfilled one (training mean). For an imputed slot: greedy,
+        ``1 - s_1 / s_2`` where s_1 is the winning centre's completion score and s_2 the
+        runner-up's among the centres carrying the modality (0 at a tie, 1 when a single
+        centre carries it); soft, ``1 - H(w) / log(J)``, H the entropy of the J carrying
+        centres' weights (0 for uniform weights, 1 when one centre takes all). Lower
+        confidence goes with larger errors (tested on mfeat); use it to weight or mask
+        imputed inputs. Asking for it leaves the completion bit-identical. CPU only: on the
+        GPU path it raises NotImplementedError."""
         self._check_fitted()
-        completion = self.completion if completion is None else completion
-        ts = self.temperature_scale if temperature_scale is None else temperature_scale
-        temp = self.temperature if temperature is None else temperature
-        self._check_completion(completion, ts, temp)
+        completion, ts, temp = self._completion_settings(completion, temperature_scale, temperature)
         if _gpu.use_cuda(self.device, X, mask):
+            if return_confidence:
+                raise NotImplementedError("return_confidence is computed by the CPU core only: pass device='cpu' "
+                                          "(CUDA tensors: move them with .cpu())")
             prep = self._prepare_cuda(X, mask)
             self._check_compatible(prep)
             err = _gpu.nonfinite_error(prep)
@@ -369,11 +484,15 @@ class UL4M4Imputer:
         prep = self._prepare(X, mask, nt)
         self._check_compatible(prep)
         cont, views = new_like(prep) if out is None else use_out(prep, out)
-        imputed, unfilled = _core.complete(model, prep.Xs, prep.present, views, completion, float(ts),
-                                           float(temp) if temp is not None else 0.0, nt, int(self.chunk_size))
+        res = _core.complete(model, prep.Xs, prep.present, views, completion, float(ts),
+                             float(temp) if temp is not None else 0.0, nt, int(self.chunk_size),
+                             return_confidence=bool(return_confidence))
+        ret = (cont,)
         if return_masks:
-            return cont, mask_out(prep, imputed), mask_out(prep, unfilled)
-        return cont
+            ret += (mask_out(prep, res[0]), mask_out(prep, res[1]))
+        if return_confidence:
+            ret += (mask_out(prep, res[2]),)
+        return ret if len(ret) > 1 else cont
 
     def fit_transform(self, X: Any, y: Any = None, *, mask: Any = None, return_masks: bool = False,
                       callback: Optional[Callable[..., Any]] = None):
@@ -413,6 +532,7 @@ class UL4M4Imputer:
         header = {"magic": _MAGIC, "format_version": FORMAT_VERSION, "ul4m4_version": _core.__version__,
                   "params": params, "inertia": self.inertia_, "n_iter": self.n_iter_,
                   "n_modalities": self.n_modalities_}
+        header.update(_choice_header(self))
         arrays = {"header": np.array(json.dumps(header)), "center_mask": self.center_mask_,
                   "labels": self.labels_}
         for m in range(self.n_modalities_):
@@ -476,6 +596,7 @@ class UL4M4Imputer:
         obj.inertia_ = float(header["inertia"])
         obj.n_iter_ = int(header["n_iter"])
         obj.history_ = []
+        _set_choice(obj, header, where)
         obj.n_modalities_ = M
         obj.modality_dims_ = tuple(int(mu.shape[0]) for mu in obj.mean_)
         if obj.modality_dims is not None:
@@ -492,6 +613,36 @@ class UL4M4Imputer:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+
+
+# ---------------------------------------------------------------- model file: the completion
+# choice (completion_, temperature_scale_, completion_scores_) as one optional header field,
+# "completion_choice"; files without it (older, or fitted another way) get the constructor's
+# completion when it is not 'auto', and no choice otherwise.
+def _choice_header(imp: "UL4M4Imputer") -> dict:
+    if not hasattr(imp, "completion_"):
+        return {}
+    return {"completion_choice": {"completion": imp.completion_, "temperature_scale": imp.temperature_scale_,
+                                  "scores": getattr(imp, "completion_scores_", None)}}
+
+
+def _set_choice(obj: "UL4M4Imputer", header: dict, where: str) -> None:
+    choice = header.get("completion_choice")
+    obj.completion_scores_ = None
+    if choice is None:
+        if obj.completion != "auto":
+            obj.completion_, obj.temperature_scale_ = obj.completion, float(obj.temperature_scale)
+        return
+    try:
+        completion, ts, scores = choice["completion"], float(choice["temperature_scale"]), choice["scores"]
+        UL4M4Imputer._check_completion(completion, ts, None)
+        if scores is not None:
+            scores = [dict(completion=str(d["completion"]), error=float(d["error"]),
+                           temperature_scale=None if d["temperature_scale"] is None else float(d["temperature_scale"]))
+                      for d in scores]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: unreadable completion_choice in the model header ({exc})") from exc
+    obj.completion_, obj.temperature_scale_, obj.completion_scores_ = completion, ts, scores
 
 
 def _equal(a, b) -> bool:

@@ -961,11 +961,7 @@ def _fit_on_sample(imp, src: ChunkSource, R: int, seed: int, step: int, nt: int,
 
 # ============================================================================ transform
 def _completion_args(imp: UL4M4Imputer, completion, temperature_scale, temperature):
-    completion = imp.completion if completion is None else completion
-    ts = imp.temperature_scale if temperature_scale is None else temperature_scale
-    temp = imp.temperature if temperature is None else temperature
-    UL4M4Imputer._check_completion(completion, ts, temp)
-    return completion, ts, temp
+    return imp._completion_settings(completion, temperature_scale, temperature)
 
 
 def _check_model(imp: UL4M4Imputer, src: ChunkSource) -> None:
