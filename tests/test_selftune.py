@@ -292,3 +292,17 @@ def test_confidence_ranks_fills_by_error_on_mfeat():
         # lower confidence, larger error: clearly so on average over the six views
         assert np.mean(per_mod) < -0.15, (completion, ts, per_mod)
         assert sum(c < 0 for c in per_mod) >= 4, (completion, ts, per_mod)
+
+
+def test_auto_needs_the_in_memory_fit():
+    from ul4m4.outofcore import fit_streaming
+
+    X, P, _ = _blobs(n=300)
+    with pytest.raises(ValueError, match="fit_streaming"):
+        fit_streaming(UL4M4Imputer(4, completion="auto", random_state=0), X, P, chunk_rows=64)
+    # with max_rows the sample is fitted by UL4M4Imputer.fit, which chooses
+    imp = fit_streaming(UL4M4Imputer(4, completion="auto", random_state=0), X, P, max_rows=200)
+    assert imp.completion_scores_ is not None
+    # a streaming fit with a fixed completion sets the fitted choice like fit does
+    fixed = fit_streaming(UL4M4Imputer(4, completion="soft", temperature_scale=0.5, random_state=0), X, P)
+    assert (fixed.completion_, fixed.temperature_scale_, fixed.completion_scores_) == ("soft", 0.5, None)

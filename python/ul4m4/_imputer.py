@@ -388,6 +388,12 @@ class UL4M4Imputer:
             print(f"[ul4m4] completion='auto': {_holdout.candidate_label(*grid[best])} "
                   f"(on {int(hide.sum())} hidden slots of {n_rows} training rows)", flush=True)
 
+    def _reject_auto(self, where: str) -> None:
+        """Fits that do not run :meth:`fit` (out of core, Dask) cannot choose 'auto'."""
+        if self.completion == "auto":
+            raise ValueError(f"completion='auto' is chosen by UL4M4Imputer.fit (in memory); {where} needs a "
+                             "fixed completion: pass completion='greedy' or 'soft'")
+
     def _completion_settings(self, completion: Optional[str], temperature_scale: Optional[float],
                              temperature: Optional[float]):
         """The concrete (completion, temperature_scale, temperature) of a call: arguments

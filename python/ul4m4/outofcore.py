@@ -743,6 +743,7 @@ def set_fitted(imp: UL4M4Imputer, mu, sigma, res: dict, labels: np.ndarray, dims
     imp.n_modalities_ = len(dims)
     imp.modality_dims_ = tuple(int(d) for d in dims)
     imp._model = None
+    imp._choose_completion(None, False)  # a fixed completion: completion_, temperature_scale_
     if not res["converged"] and imp.n_iter_ == imp.max_iter and imp.max_iter > 0:
         warnings.warn(f"k-means stopped at max_iter={imp.max_iter} before convergence; "
                       "increase max_iter or tol", ConvergenceWarning, stacklevel=3)
@@ -832,6 +833,7 @@ def fit_streaming(imputer: UL4M4Imputer, sources: Any, mask: Any = None, *, chun
                 _fit_on_sample(imp, src, int(max_rows), seed, step, nt, report, callback)
                 ok = True
                 return imp
+        imp._reject_auto("the streaming fit (fit_streaming without max_rows)")
         explicit = not isinstance(imp.init, str)
         if init_rows is not None and (isinstance(init_rows, bool) or not isinstance(init_rows, (int, np.integer))
                                       or init_rows < K):
