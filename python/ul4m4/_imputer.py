@@ -223,7 +223,8 @@ class UL4M4Imputer:
     def _check_completion(completion, temperature_scale, temperature, allow_auto=False):
         allowed = ("greedy", "soft", "auto") if allow_auto else ("greedy", "soft")
         if not isinstance(completion, str) or completion not in allowed:
-            raise ValueError(f"completion must be {' or '.join(repr(a) for a in allowed)}, got {completion!r}")
+            names = "'greedy', 'soft' or 'auto'" if allow_auto else "'greedy' or 'soft'"
+            raise ValueError(f"completion must be {names}, got {completion!r}")
         if not isinstance(temperature_scale, Real) or not temperature_scale > 0 or not np.isfinite(temperature_scale):
             raise ValueError(f"temperature_scale must be a finite float > 0, got {temperature_scale!r}")
         if temperature is not None and (not isinstance(temperature, Real) or not temperature > 0
@@ -399,6 +400,7 @@ class UL4M4Imputer:
         """The concrete (completion, temperature_scale, temperature) of a call: arguments
         override the estimator's settings; 'auto' is the choice made at fit time."""
         completion = self.completion if completion is None else completion
+        self._check_completion(completion, 1.0, None, allow_auto=True)
         tuned = self.completion == "auto" or completion == "auto"
         if tuned and not hasattr(self, "completion_"):
             self._check_fitted()
