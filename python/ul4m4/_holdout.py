@@ -42,6 +42,10 @@ GRID: Tuple[Tuple[str, Optional[float]], ...] = (("greedy", None),) + tuple(
 #: Rows hidden at most for ``completion='auto'`` (keeps its cost a fraction of a fit).
 AUTO_MAX_ROWS = 4096
 
+#: Lloyd iterations of the refit without the hidden slots that ``completion='auto'`` judges
+#: the candidates with (from the fitted centres; see ``UL4M4Imputer._choose_completion``).
+AUTO_REFIT_ITER = 2
+
 _DRAWS = 4
 _STREAM = 0x55_4C_34_4D  # separates this stream from k-means++'s draws of the same seed
 

@@ -84,10 +84,10 @@ class UL4M4Imputer:
         soft at temperature_scale 1, 1/2, 1/4, 1/8, 1/16 and 1/32, the one that best
         reconstructs observed modalities of the training rows hidden on purpose (the
         held-out protocol of :meth:`score`, on at most 4096 rows, drawn with
-        ``random_state``); the choice is in ``completion_`` / ``temperature_scale_``,
-        each candidate's error in ``completion_scores_``. The centres are those of a fit
-        without 'auto' (they have seen the hidden values: with K much smaller than the
-        number of rows this barely favours any candidate). Not with ``temperature``.
+        ``random_state``, judged with centres refitted for 2 Lloyd iterations without the
+        hidden slots); the choice is in ``completion_`` / ``temperature_scale_``, each
+        candidate's error in ``completion_scores_``. The fitted centres are those of a fit
+        without 'auto'. Not with ``temperature``.
     temperature_scale : float
         Soft completion: T_i = temperature_scale * median over centres of D_A(i, j)^2.
         1 (default) is the safest for downstream classifiers; 1/16 gave the lowest
@@ -374,8 +374,21 @@ class UL4M4Imputer:
         grid = _holdout.GRID
         cands = [(c, float(self.temperature_scale) if ts is None else ts, None) for c, ts in grid]
         nt = effective_n_threads(self.n_threads)
-        errors = _holdout.holdout_errors(self._compiled(), _core, prep.Xs, prep.present, hide, self.mean_,
-                                         self.scale_, cands, nt, int(self.chunk_size))
+        chunk = int(self.chunk_size)
+        # The fitted centres have seen the hidden values, and the rows observing several
+        # modalities are exactly those that tie the modalities together in the centres: judged
+        # with them, the candidates that copy centres most closely look better than they are.
+        # So the candidates are judged with centres refitted without the hidden slots: a few
+        # Lloyd iterations on the training data with those slots absent, from the fitted centres.
+        seen = np.ascontiguousarray((prep.present.astype(bool) & ~hide).view(np.uint8))
+        H = np.ascontiguousarray(self.center_mask_, dtype=np.uint8)
+        res = _core.kmeans(prep.Xs, seen, self.mean_, self.scale_, int(self.n_clusters), _holdout.AUTO_REFIT_ITER,
+                           float(self.tol), 1, 0, [np.nan_to_num(c) for c in self.cluster_centers_], H, None,
+                           nt, chunk)
+        model = _core.Model(self.mean_, self.scale_, list(res["centres"]),
+                            np.ascontiguousarray(np.asarray(res["H"], dtype=bool), dtype=np.uint8))
+        errors = _holdout.holdout_errors(model, _core, prep.Xs, prep.present, hide, self.mean_,
+                                         self.scale_, cands, nt, chunk)
         self.completion_scores_ = [dict(completion=c, temperature_scale=ts, error=e)
                                    for (c, ts), e in zip(grid, errors)]
         finite = [i for i, e in enumerate(errors) if np.isfinite(e)]
