@@ -60,7 +60,7 @@ double median(std::vector<double>& v) {
 
 void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
               const std::vector<MutableMatrixView>& out, uint8_t* imputed, uint8_t* unfilled,
-              const RunContext& ctx) {
+              const RunContext& ctx, float* confidence) {
   const int M = ds.M();
   const int64_t K = model.K();
   const KernelTable& kern = kernels();
@@ -228,7 +228,9 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
         L.near.clear();
         for (int64_t l = 0; l < K; ++l)
           if (L.E[l] * P.rmin[l] <= thr) L.near.push_back(l);
-        if (static_cast<int64_t>(L.near.size()) * 4 >= K) {
+        // With confidence asked, every carrier's score is needed exactly (the runner-up of
+        // a slot may be one the pruning drops): the full min, whose winners are the same.
+        if (confidence || static_cast<int64_t>(L.near.size()) * 4 >= K) {
           for (size_t q = 0; q < nq; ++q)
             L.score[q] = kern.min_ratio(L.E.data(), P.F.data() + q * K, P.R.data() + q * K, K);
         } else {
@@ -278,6 +280,9 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
             return;
           }
           imputed[i * M + m] = 1;
+          if (confidence)  // 1 - winner / runner-up score: 0 at a tie, 1 with no runner-up
+            confidence[i * M + m] =
+                second == kInf ? 1.f : second > 0.0 ? static_cast<float>(std::clamp(1.0 - best / second, 0.0, 1.0)) : 0.f;
           const int64_t d = norm.d[m];
           write_row(out[m], i, model.raw_f(m).data() + win * d, model.raw(m).data() + win * d);
         });
@@ -372,6 +377,7 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
       for (int m = 0; m < M; ++m) {
         imputed[i * M + m] = 0;
         unfilled[i * M + m] = 0;
+        if (confidence) confidence[i * M + m] = (a >> m & 1) ? 1.f : 0.f;  // unfilled slots keep 0
         if (!(a >> m & 1)) continue;
         // Rows scored above were checked by e_table; complete rows are checked here.
         if (!L.select[t] && !row_finite(ds.X[m], i)) throw_nonfinite(i, m);
@@ -442,6 +448,18 @@ void complete(const Dataset& ds, const Model& model, const CompletionParams& p,
             if ((C.hmask[j] >> m & 1) && L.nA[j]) wsum += ex[j];
         }
         imputed[i * M + m] = 1;
+        if (confidence) {  // 1 - entropy of the carriers' weights / log(number of carriers)
+          double h = 0.0;
+          int n_c = 0;
+          for (int64_t j = 0; j < K; ++j)
+            if ((C.hmask[j] >> m & 1) && L.nA[j]) {
+              ++n_c;
+              const double pj = ex[j] / wsum;
+              if (pj > 0.0) h -= pj * std::log(pj);
+            }
+          confidence[i * M + m] =
+              n_c > 1 ? static_cast<float>(std::clamp(1.0 - h / std::log(static_cast<double>(n_c)), 0.0, 1.0)) : 1.f;
+        }
         // The weights are queued; the weighted sums run below, two rows at a time.
         L.srows[m].push_back(i);
         float* w = L.sw[m].data() + (L.srows[m].size() - 1) * K;

@@ -314,7 +314,7 @@ def test_modality_dims(data):
     (dict(chunk_size=0), r"chunk_size must be an int >= 1"),
     (dict(tol=-1e-3), r"tol must be a float >= 0"),
     (dict(tol=float("nan")), r"tol must be a float >= 0"),
-    (dict(completion="x"), r"completion must be 'greedy' or 'soft', got 'x'"),
+    (dict(completion="x"), r"completion must be 'greedy', 'soft' or 'auto', got 'x'"),
     (dict(temperature=0.0), r"temperature must be None or a finite float > 0, got 0.0"),
     (dict(temperature=-1.0), r"temperature must be None or a finite float > 0"),
     (dict(temperature=float("inf")), r"temperature must be None or a finite float > 0"),
@@ -335,7 +335,7 @@ def test_bad_parameters(data, kw, match):
 
 def test_bad_transform_overrides(data, fitted):
     Xs, P = data
-    raises(ValueError, r"completion must be 'greedy' or 'soft'", lambda: fitted.transform(Xs, mask=P, completion="x"), Xs)
+    raises(ValueError, r"completion must be 'greedy', 'soft' or 'auto', got 'x'", lambda: fitted.transform(Xs, mask=P, completion="x"), Xs)
     raises(ValueError, r"temperature must be None or a finite float > 0",
            lambda: fitted.transform(Xs, mask=P, temperature=0.0), Xs)
     raises(ValueError, r"temperature_scale must be a finite float > 0",

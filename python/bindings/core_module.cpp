@@ -332,7 +332,7 @@ PYBIND11_MODULE(_core, mod) {
 
   mod.def("complete", [](const Model& model, std::vector<py::array> Xs, U8 present, std::vector<py::array> outs,
                          const std::string& mode, double temperature_scale, double temperature,
-                         int n_threads, int64_t chunk) {
+                         int n_threads, int64_t chunk, bool return_confidence) {
     Inputs in = make_dataset(Xs, present);
     const int M = in.ds.M();
     if (M != model.M()) throw py::value_error("number of modalities differs from the model's");
@@ -349,8 +349,17 @@ PYBIND11_MODULE(_core, mod) {
     auto* ip = reinterpret_cast<uint8_t*>(imputed.mutable_data());
     auto* up = reinterpret_cast<uint8_t*>(unfilled.mutable_data());
     RunContext ctx = make_ctx(n_threads, chunk);
-    run_released([&] { complete(in.ds, model, p, ov, ip, up, ctx); return 0; });
-    return py::make_tuple(imputed, unfilled);
+    if (!return_confidence) {
+      run_released([&] { complete(in.ds, model, p, ov, ip, up, ctx); return 0; });
+      return py::tuple(py::make_tuple(imputed, unfilled));
+    }
+    py::array_t<float> conf({in.ds.n, static_cast<int64_t>(M)});
+    float* cp = conf.mutable_data();
+    run_released([&] { complete(in.ds, model, p, ov, ip, up, ctx, cp); return 0; });
+    return py::tuple(py::make_tuple(imputed, unfilled, conf));
   }, py::arg("model"), py::arg("Xs"), py::arg("present"), py::arg("outs"), py::arg("mode"),
-     py::arg("temperature_scale"), py::arg("temperature"), py::arg("n_threads"), py::arg("chunk"));
+     py::arg("temperature_scale"), py::arg("temperature"), py::arg("n_threads"), py::arg("chunk"),
+     py::arg("return_confidence") = false,
+     "Completion into outs; returns (imputed, unfilled) masks, plus an N x M float32 confidence "
+     "when return_confidence (see engine.hpp).");
 }

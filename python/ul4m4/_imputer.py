@@ -13,7 +13,7 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
-from . import _core, _fit, _gpu, _modelfile, _params
+from . import _core, _fit, _gpu, _holdout, _modelfile, _params
 from ._arrays import Prepared, check_dims, explain, inverted_mask_hint, mask_out, new_like, prepare, use_out
 from ._modelfile import FORMAT_VERSION
 from ._sklearn import SklearnProtocol, not_fitted, sklearn_io as _sklearn_io
@@ -53,10 +53,17 @@ class UL4M4Imputer(SklearnProtocol):
         Lloyd iterations at most.
     tol : float
         Stop when the largest centre shift (partial distance, z-space) is <= tol.
-    completion : 'greedy' or 'soft'
+    completion : 'greedy', 'soft' or 'auto'
         'greedy' is the paper's iterative greedy completion (with the anchored-pairs rule);
         'soft' fills a missing modality with a distance-weighted mean of the centres that
-        carry it (docs/algorithm.md, section 5b).
+        carry it (docs/algorithm.md, section 5b). 'auto' chooses at fit time, among greedy and
+        soft at temperature_scale 1, 1/2, 1/4, 1/8, 1/16 and 1/32, the one that best
+        reconstructs observed modalities of the training rows hidden on purpose (the
+        held-out protocol of :meth:`score`, on at most 4096 rows, drawn with
+        ``random_state``, judged with centres refitted for 2 Lloyd iterations without the
+        hidden slots); the choice is in ``completion_`` / ``temperature_scale_``, each
+        candidate's error in ``completion_scores_``. The fitted centres are those of a fit
+        without 'auto'. Not with ``temperature``.
     temperature_scale : float
         Soft completion: T_i = temperature_scale * median over centres of D_A(i, j)^2.
         1 (default) is the safest for downstream classifiers; 1/16 gave the lowest
@@ -123,6 +130,14 @@ class UL4M4Imputer(SklearnProtocol):
         Lloyd iterations run.
     history_ : list of dict
         Per iteration: inertia, n_changed, max_shift, seconds.
+    completion_, temperature_scale_ : str, float
+        The completion transform uses by default: the constructor's values, or with
+        ``completion='auto'`` the fitted choice (for a greedy choice, temperature_scale_ is
+        the constructor's, used only by a call that asks for completion='soft').
+    completion_scores_ : list of dict or None
+        ``completion='auto'``: per candidate, ``completion``, ``temperature_scale`` (None
+        for greedy) and ``error`` (held-out z-space NRMSE averaged over modalities, lower
+        is better; see :meth:`score`), in grid order. None otherwise.
     n_features_in_ : int
         Columns of X when fitted on one 2-D array (the scikit-learn form).
     feature_names_in_ : (n_features_in_,) object array
@@ -204,9 +219,16 @@ class UL4M4Imputer(SklearnProtocol):
         """Every parameter (or those of ``names``) through ``_params``: type and range."""
         _params.check_params(self.get_params(), names)
 
+        if (names is None or "completion" in names) and self.completion == "auto" and self.temperature is not None:
+            raise ValueError("completion='auto' chooses a temperature_scale; it cannot be combined with an "
+                             f"absolute temperature (got temperature={self.temperature!r})")
+
     @staticmethod
-    def _check_completion(completion, temperature_scale, temperature):
+    def _check_completion(completion, temperature_scale, temperature, allow_auto=False):
+        """A call's completion settings; 'auto' only where the fitted choice can stand for it."""
         _params.check_param("completion", completion)
+        if completion == "auto" and not allow_auto:
+            raise ValueError("completion must be 'greedy' or 'soft' here (a concrete completion), got 'auto'")
         _params.check_param("temperature_scale", temperature_scale)
         _params.check_param("temperature", temperature)
 
@@ -252,6 +274,9 @@ class UL4M4Imputer(SklearnProtocol):
         _reject_mask_as_y(y)
         self._validate_params()
         cuda = _gpu.use_cuda(self.device, X, mask)
+        if cuda and self.completion == "auto":
+            raise NotImplementedError("completion='auto' is chosen on the CPU only for now: fit with device='cpu' "
+                                      "(the model then transforms on the GPU too), or pass completion='greedy'/'soft'")
         if cuda:
             prep = self._prepare_cuda(X, mask)
             mu, sigma = _gpu.compute_stats(prep)
@@ -283,6 +308,8 @@ class UL4M4Imputer(SklearnProtocol):
                                seed, init_C, init_H, on_iter if use_cb else None, nt, chunk)
         self._set_fitted(mu, sigma, res, res["labels"], prep.dims,
                          n_features_in=int(sum(prep.dims)) if prep.kind == "dense" else None)
+        if self.completion == "auto":
+            self._choose_completion(prep, cuda)
         return self
 
     def _set_fitted(self, mu, sigma, res: dict, labels: Any, dims: Sequence[int],
@@ -312,6 +339,11 @@ class UL4M4Imputer(SklearnProtocol):
             self.__dict__.pop(stale, None)
         self._model = None
         self._gpu_models = None
+        for stale in ("completion_", "temperature_scale_"):  # a choice of an earlier fit
+            self.__dict__.pop(stale, None)
+        self.completion_scores_ = None
+        if self.completion != "auto":
+            self._choose_completion(None, False)  # the fixed choice; fit() makes the 'auto' one
         if not res["converged"] and self.n_iter_ == self.max_iter and self.max_iter > 0:
             warnings.warn(f"k-means stopped at max_iter={self.max_iter} before convergence; "
                           "increase max_iter or tol", ConvergenceWarning, stacklevel=stacklevel)
@@ -339,6 +371,105 @@ class UL4M4Imputer(SklearnProtocol):
             out.append(np.ascontiguousarray(z))
         return out, np.ascontiguousarray(H, dtype=np.uint8)
 
+    # ------------------------------------------------------------------ self-tuning
+    def _holdout_seed(self) -> int:
+        """Seed of the held-out draws: random_state when an int, else 0 (so that every
+        candidate of a search is scored on the same slots)."""
+        rs = self.random_state
+        return int(rs) if isinstance(rs, Integral) and not isinstance(rs, bool) and rs >= 0 else 0
+
+    def _choose_completion(self, prep: Prepared, cuda: bool) -> None:
+        """Sets completion_, temperature_scale_ and completion_scores_ (end of fit)."""
+        self.completion_scores_ = None
+        if self.completion != "auto":
+            self.completion_, self.temperature_scale_ = self.completion, float(self.temperature_scale)
+            return
+        hide = _holdout.holdout_mask(prep.present, self._holdout_seed(), _holdout.AUTO_MAX_ROWS)
+        grid = _holdout.GRID
+        cands = [(c, float(self.temperature_scale) if ts is None else ts, None) for c, ts in grid]
+        nt = effective_n_threads(self.n_threads)
+        chunk = int(self.chunk_size)
+        # The fitted centres have seen the hidden values, and the rows observing several
+        # modalities are exactly those that tie the modalities together in the centres: judged
+        # with them, the candidates that copy centres most closely look better than they are.
+        # So the candidates are judged with centres refitted without the hidden slots: a few
+        # Lloyd iterations on the training data with those slots absent, from the fitted centres.
+        seen = np.ascontiguousarray((prep.present.astype(bool) & ~hide).view(np.uint8))
+        H = np.ascontiguousarray(self.center_mask_, dtype=np.uint8)
+        res = _core.kmeans(prep.Xs, seen, self.mean_, self.scale_, int(self.n_clusters), _holdout.AUTO_REFIT_ITER,
+                           float(self.tol), 1, 0, [np.nan_to_num(c) for c in self.cluster_centers_], H, None,
+                           nt, chunk)
+        model = _core.Model(self.mean_, self.scale_, list(res["centres"]),
+                            np.ascontiguousarray(np.asarray(res["H"], dtype=bool), dtype=np.uint8))
+        errors = _holdout.holdout_errors(model, _core, prep.Xs, prep.present, hide, self.mean_,
+                                         self.scale_, cands, nt, chunk)
+        self.completion_scores_ = [dict(completion=c, temperature_scale=ts, error=e)
+                                   for (c, ts), e in zip(grid, errors)]
+        finite = [i for i, e in enumerate(errors) if np.isfinite(e)]
+        best = min(finite, key=lambda i: errors[i]) if finite else 0  # ties: the earlier candidate
+        self.completion_, self.temperature_scale_ = cands[best][0], cands[best][1]
+        if self.verbose:
+            n_rows = int(hide.any(axis=1).sum())
+            for (c, ts), e in zip(grid, errors):
+                print(f"[ul4m4] completion {_holdout.candidate_label(c, ts):<10s} held-out NRMSE {e:.4f}"
+                      f"{'  <- chosen' if (c, ts) == grid[best] else ''}", flush=True)
+            print(f"[ul4m4] completion='auto': {_holdout.candidate_label(*grid[best])} "
+                  f"(on {int(hide.sum())} hidden slots of {n_rows} training rows)", flush=True)
+
+    def _reject_auto(self, where: str) -> None:
+        """Fits that do not run :meth:`fit` (out of core, Dask) cannot choose 'auto'."""
+        if self.completion == "auto":
+            raise ValueError(f"completion='auto' is chosen by UL4M4Imputer.fit (in memory); {where} needs a "
+                             "fixed completion: pass completion='greedy' or 'soft'")
+
+    def _completion_settings(self, completion: Optional[str], temperature_scale: Optional[float],
+                             temperature: Optional[float]):
+        """The concrete (completion, temperature_scale, temperature) of a call: arguments
+        override the estimator's settings; 'auto' is the choice made at fit time."""
+        completion = self.completion if completion is None else completion
+        self._check_completion(completion, 1.0, None, allow_auto=True)
+        tuned = self.completion == "auto" or completion == "auto"
+        if tuned and not hasattr(self, "completion_"):
+            self._check_fitted()
+            raise ValueError("completion='auto' is chosen by UL4M4Imputer.fit, and this model has no choice "
+                             "(fitted another way, e.g. out of core): pass completion='greedy' or 'soft'")
+        if completion == "auto":
+            completion = self.completion_
+        default_ts = self.temperature_scale_ if tuned else self.temperature_scale
+        ts = default_ts if temperature_scale is None else temperature_scale
+        temp = self.temperature if temperature is None else temperature
+        self._check_completion(completion, ts, temp)
+        return completion, ts, temp
+
+    def score(self, X: Any, y: Any = None, *, mask: Any = None) -> float:
+        """Unsupervised score of the fitted model on X: minus the held-out reconstruction
+        error, so higher is better (usable by ``GridSearchCV`` without ``y``).
+
+        Some observed modalities of X's rows are hidden following X's own missingness
+        pattern: each row observing >= 2 modalities draws a donor row among the rows missing
+        something and hides what the donor misses (a draw must hide >= 1 modality and keep
+        >= 1; up to 4 draws, else the row is left out); on complete data, one modality per
+        row, chosen uniformly. The rows are completed with the model's completion (the
+        fitted choice for ``completion='auto'``) and compared in the model's z-space,
+        ``z = (x - mean_) / scale_``: per modality m,
+        ``NRMSE_m = sqrt(sum ||z_hat - z||^2 / sum ||z||^2)`` over its hidden slots (mean-fill
+        scores 1), and the score is ``-mean_m NRMSE_m`` over the modalities with hidden
+        slots. The draws use ``random_state`` (0 unless it is an int): the same data and
+        seed hide the same slots, whatever the other parameters. All rows able to take part
+        are used. NaN when nothing can be hidden (no row observes two modalities). Runs on
+        the CPU (CUDA tensors are copied to the host). ``y`` is ignored."""
+        _reject_mask_as_y(y)
+        self._check_fitted()
+        completion, ts, temp = self._completion_settings(None, None, None)
+        nt = effective_n_threads(self.n_threads)
+        prep = self._prepare(_host_array(X) if not isinstance(X, (list, tuple)) else [_host_array(x) for x in X],
+                             None if mask is None else _host_array(mask), nt)
+        self._check_compatible(prep)
+        hide = _holdout.holdout_mask(prep.present, self._holdout_seed())
+        err = _holdout.holdout_errors(self._compiled(), _core, prep.Xs, prep.present, hide, self.mean_, self.scale_,
+                                      [(completion, ts, temp)], nt, int(self.chunk_size))[0]
+        return -err
+
     # ------------------------------------------------------------------ inference
     def _compiled(self):
         self._check_fitted()
@@ -350,22 +481,35 @@ class UL4M4Imputer(SklearnProtocol):
     @_sklearn_io(fitting=False)
     def transform(self, X: Any, *, mask: Any = None, return_masks: bool = False,
                   completion: Optional[str] = None, temperature_scale: Optional[float] = None,
-                  temperature: Optional[float] = None, out: Any = None):
+                  temperature: Optional[float] = None, out: Any = None, return_confidence: bool = False):
         """Complete X. Returns X's container type (list of arrays, or one 2-D array; numpy
         or torch) and dtypes, observed slots bit-for-bit; with ``return_masks=True`` also
         ``imputed`` and ``unfilled`` (n, M) boolean masks (disjoint; their union is the
         missing set). ``completion`` / ``temperature_scale`` / ``temperature`` override the
-        estimator's settings for this call. ``out`` (arrays like X) receives the result
-        instead of new arrays, e.g. reused buffers in a loop; ``out=X`` fills the missing
-        slots of X in place (the one case where the caller's data is written)."""
+        estimator's settings for this call ('auto': the choice made at fit time). ``out``
+        (arrays like X) receives the result instead of new arrays, e.g. reused buffers in a
+        loop; ``out=X`` fills the missing slots of X in place (the one case where the
+        caller's data is written).
+
+        ``return_confidence=True`` appends an (n, M) float32 array (torch tensor for torch
+        inputs), last in the returned tuple: per row and modality, a number in [0, 1] saying
+        how unambiguous the fill is. 1.0 for an observed slot (kept as it is), 0.0 for an
+        unfilled one (training mean). For an imputed slot: greedy,
+        ``1 - s_1 / s_2`` where s_1 is the winning centre's completion score and s_2 the
+        runner-up's among the centres carrying the modality (0 at a tie, 1 when a single
+        centre carries it); soft, ``1 - H(w) / log(J)``, H the entropy of the J carrying
+        centres' weights (0 for uniform weights, 1 when one centre takes all). Lower
+        confidence goes with larger errors (tested on mfeat); use it to weight or mask
+        imputed inputs. Asking for it leaves the completion bit-identical. CPU only: on the
+        GPU path it raises NotImplementedError."""
         self._check_fitted()
         self._validate_params(("n_threads", "chunk_size", "empty_rows", "modality_dims", "device"))
-        completion = self.completion if completion is None else completion
-        ts = self.temperature_scale if temperature_scale is None else temperature_scale
-        temp = self.temperature if temperature is None else temperature
-        self._check_completion(completion, ts, temp)
+        completion, ts, temp = self._completion_settings(completion, temperature_scale, temperature)
         _modelfile.check_table_budget(self.center_mask_.shape[0], len(self.mean_), completion)
         if _gpu.use_cuda(self.device, X, mask):
+            if return_confidence:
+                raise NotImplementedError("return_confidence is computed by the CPU core only: pass device='cpu' "
+                                          "(CUDA tensors: move them with .cpu())")
             prep = self._prepare_cuda(X, mask, fitted=True)
             err = _gpu.nonfinite_error(prep)
             if err is not None:
@@ -377,14 +521,17 @@ class UL4M4Imputer(SklearnProtocol):
         prep = self._prepare(X, mask, nt, fitted=True)
         cont, views = new_like(prep) if out is None else use_out(prep, out)
         try:
-            imputed, unfilled = _core.complete(model, prep.Xs, prep.present, views, completion, float(ts),
-                                               float(temp) if temp is not None else 0.0, nt,
-                                               _params.chunk_for(self.chunk_size, prep.n))
+            res = _core.complete(model, prep.Xs, prep.present, views, completion, float(ts),
+                                 float(temp) if temp is not None else 0.0, nt,
+                                 _params.chunk_for(self.chunk_size, prep.n), return_confidence=bool(return_confidence))
         except ValueError as exc:
             raise explain(exc, prep.Xs, prep.mask_given) from None
+        ret = (cont,)
         if return_masks:
-            return cont, mask_out(prep, imputed), mask_out(prep, unfilled)
-        return cont
+            ret += (mask_out(prep, res[0]), mask_out(prep, res[1]))
+        if return_confidence:
+            ret += (mask_out(prep, res[2]),)
+        return ret if len(ret) > 1 else cont
 
     def fit_transform(self, X: Any, y: Any = None, *, mask: Any = None, return_masks: bool = False,
                       callback: Optional[Callable[..., Any]] = None):

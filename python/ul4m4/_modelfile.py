@@ -103,6 +103,7 @@ def state_arrays(imp) -> Dict[str, np.ndarray]:
     header = {"magic": MAGIC, "format_version": FORMAT_VERSION, "ul4m4_version": _core.__version__,
               "params": params, "inertia": float(imp.inertia_), "n_iter": int(imp.n_iter_),
               "n_modalities": int(imp.n_modalities_)}
+    header.update(_choice_header(imp))
     arrays = {"header": np.array(json.dumps(header)), "center_mask": np.asarray(imp.center_mask_, dtype=bool),
               "labels": np.asarray(imp.labels_, dtype=np.int32)}
     for m in range(imp.n_modalities_):
@@ -384,6 +385,7 @@ def from_state(header: dict, arrays: Dict[str, np.ndarray], dims, where: str, la
     obj.inertia_ = float(header["inertia"])
     obj.n_iter_ = int(header["n_iter"])
     obj.history_ = []
+    _set_choice(obj, header, where)
     obj.n_modalities_ = M
     obj.modality_dims_ = tuple(int(d) for d in dims)
     if obj.modality_dims is not None:
@@ -395,3 +397,35 @@ def from_state(header: dict, arrays: Dict[str, np.ndarray], dims, where: str, la
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from None
     return obj
+
+
+# The completion choice (completion_, temperature_scale_, completion_scores_) is one optional
+# header field, "completion_choice"; a file without it (older, or fitted another way) gets the
+# constructor's completion when it is not 'auto', and no choice otherwise.
+def _choice_header(imp) -> dict:
+    if not hasattr(imp, "completion_"):
+        return {}
+    return {"completion_choice": {"completion": imp.completion_, "temperature_scale": float(imp.temperature_scale_),
+                                  "scores": getattr(imp, "completion_scores_", None)}}
+
+
+def _set_choice(obj, header: dict, where: str) -> None:
+    choice = header.get("completion_choice")
+    obj.completion_scores_ = None
+    if choice is None:
+        if obj.completion != "auto":
+            obj.completion_, obj.temperature_scale_ = obj.completion, float(obj.temperature_scale)
+        return
+    try:
+        completion, ts, scores = choice["completion"], choice["temperature_scale"], choice["scores"]
+        check_param("completion", completion)
+        if completion == "auto":
+            raise ValueError("the choice must be 'greedy' or 'soft'")
+        check_param("temperature_scale", ts)
+        if scores is not None:
+            scores = [dict(completion=str(d["completion"]), error=float(d["error"]),
+                           temperature_scale=None if d["temperature_scale"] is None else float(d["temperature_scale"]))
+                      for d in scores]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: header field 'completion_choice' is unreadable ({exc})") from None
+    obj.completion_, obj.temperature_scale_, obj.completion_scores_ = completion, float(ts), scores

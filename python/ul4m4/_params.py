@@ -107,8 +107,8 @@ def check_param(name: str, value: Any) -> None:
         if isinstance(v, bool) or not isinstance(v, Real) or not float(v) >= 0:
             raise ValueError(f"tol must be a float >= 0, got {v!r}")
     elif name == "completion":
-        if not (isinstance(v, str) and v in ("greedy", "soft")):
-            raise ValueError(f"completion must be 'greedy' or 'soft', got {v!r}")
+        if not (isinstance(v, str) and v in ("greedy", "soft", "auto")):
+            raise ValueError(f"completion must be 'greedy', 'soft' or 'auto', got {v!r}")
     elif name == "temperature_scale":
         _positive_finite(name, v)
     elif name == "temperature":

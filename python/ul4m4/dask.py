@@ -416,6 +416,7 @@ def fit(imputer: UL4M4Imputer, arrays: Sequence[Any], mask: Any = None, init: An
     dask, da = _require()
     imp = imputer
     imp._validate_params()
+    imp._reject_auto("ul4m4.dask.fit")
     client = _default_client(client)
     B = _Blocks(arrays, mask, client, persist)
     run = _Runner(client, B)

@@ -697,6 +697,7 @@ def fit_streaming(imputer: UL4M4Imputer, sources: Any, mask: Any = None, *, chun
                 _fit_on_sample(imp, src, int(max_rows), seed, step, nt, report, callback)
                 ok = True
                 return imp
+        imp._reject_auto("the streaming fit (fit_streaming without max_rows)")
         explicit = not isinstance(imp.init, str)
         if init_rows is not None and (isinstance(init_rows, bool) or not isinstance(init_rows, (int, np.integer))
                                       or init_rows < K):
@@ -813,13 +814,11 @@ def _fit_on_sample(imp, src: ChunkSource, R: int, seed: int, step: int, nt: int,
 
 # ============================================================================ transform
 def _completion_args(imp: UL4M4Imputer, completion, temperature_scale, temperature):
-    """The completion settings of a transform (the call's overrides, else the estimator's),
-    checked with the parameters the pass uses, and greedy's K x K tables within the budget."""
+    """The completion settings of a transform (the call's overrides, else the estimator's;
+    'auto' is the fitted choice), checked with the parameters the pass uses, and greedy's
+    K x K tables within the budget."""
     imp._validate_params(("n_threads", "chunk_size", "empty_rows"))
-    completion = imp.completion if completion is None else completion
-    ts = imp.temperature_scale if temperature_scale is None else temperature_scale
-    temp = imp.temperature if temperature is None else temperature
-    UL4M4Imputer._check_completion(completion, ts, temp)
+    completion, ts, temp = imp._completion_settings(completion, temperature_scale, temperature)
     check_table_budget(imp.center_mask_.shape[0], len(imp.mean_), completion)
     return completion, ts, temp
 

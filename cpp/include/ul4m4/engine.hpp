@@ -185,9 +185,13 @@ KMeansResult kmeans(const Dataset& ds, const Normalizer& norm, const KMeansParam
 /// Completion (sections 5, 5b, 6). Writes every slot of `out` (one view per modality, same
 /// shape as the input): present slots copied exactly, missing ones imputed (raw space) or,
 /// when they cannot be, set to the training mean. imputed / unfilled: N x M uint8 outputs.
+/// confidence (optional, N x M, written when not null): per slot, 1 for an observed slot,
+/// 0 for an unfilled one, and for an imputed one 1 - winner score / runner-up score
+/// (greedy) or 1 - entropy of the weights / log(number of carriers) (soft). Asking for it
+/// does not change the completion.
 void complete(const Dataset& ds, const Model& model, const CompletionParams& params,
               const std::vector<MutableMatrixView>& out, uint8_t* imputed, uint8_t* unfilled,
-              const RunContext& ctx);
+              const RunContext& ctx, float* confidence = nullptr);
 
 /// Presence from NaN marking: a row of modality m is absent when all its values are NaN
 /// and present when none is; a partly-NaN row throws std::invalid_argument (naming it).
