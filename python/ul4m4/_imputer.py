@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
+from numbers import Integral
 from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
@@ -388,7 +389,7 @@ class UL4M4Imputer(SklearnProtocol):
         grid = _holdout.GRID
         cands = [(c, float(self.temperature_scale) if ts is None else ts, None) for c, ts in grid]
         nt = effective_n_threads(self.n_threads)
-        chunk = int(self.chunk_size)
+        chunk = _params.chunk_for(self.chunk_size, prep.n)
         # The fitted centres have seen the hidden values, and the rows observing several
         # modalities are exactly those that tie the modalities together in the centres: judged
         # with them, the candidates that copy centres most closely look better than they are.
@@ -441,6 +442,7 @@ class UL4M4Imputer(SklearnProtocol):
         self._check_completion(completion, ts, temp)
         return completion, ts, temp
 
+    @_sklearn_io(fitting=False, wrap_output=False)
     def score(self, X: Any, y: Any = None, *, mask: Any = None) -> float:
         """Unsupervised score of the fitted model on X: minus the held-out reconstruction
         error, so higher is better (usable by ``GridSearchCV`` without ``y``).
@@ -467,7 +469,7 @@ class UL4M4Imputer(SklearnProtocol):
         self._check_compatible(prep)
         hide = _holdout.holdout_mask(prep.present, self._holdout_seed())
         err = _holdout.holdout_errors(self._compiled(), _core, prep.Xs, prep.present, hide, self.mean_, self.scale_,
-                                      [(completion, ts, temp)], nt, int(self.chunk_size))[0]
+                                      [(completion, ts, temp)], nt, _params.chunk_for(self.chunk_size, prep.n))[0]
         return -err
 
     # ------------------------------------------------------------------ inference
