@@ -134,7 +134,17 @@ def _build(c):
     elif cont == "dense":
         try:
             Xin = _layout(np.hstack([np.asarray(x).astype(c["dtypes"][0]) for x in Xs]), c["layouts"][0])
-            plain = _native(np.hstack(plain)) if all(p.ndim == 2 for p in plain) else None
+            # One 2-D X is the scikit-learn form: float32/float64 kept, integers and bools taken
+            # as float64 (as scikit-learn's check_array does), anything else has no plain twin.
+            k = Xin.dtype.kind
+            if not all(p.ndim == 2 for p in plain):
+                plain = None
+            elif k == "f" and Xin.dtype.itemsize in (4, 8):
+                plain = _native(np.ascontiguousarray(Xin))
+            elif k in "iub":
+                plain = np.ascontiguousarray(Xin, dtype=np.float64)
+            else:
+                plain = None
         except (ValueError, TypeError):
             Xin, plain = Xs, None
         kw.setdefault("modality_dims", [np.asarray(x).shape[-1] if np.ndim(x) >= 2 else 1 for x in Xs])
