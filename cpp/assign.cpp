@@ -79,6 +79,43 @@ static void accumulate_chunk(const Dataset& ds, Accumulator& acc, int64_t b, int
   }
 }
 
+// Lloyd's label of row i (presence a) from its row e of the float32 table: the argmin of
+// the K combined distances (written to vals), ties to the lowest j; near ties (within the
+// float32 table's error) are settled by float64 direct differences, so exact ties (e.g. a
+// row equal to two partial centres) go to the lowest j as the contract says. best: the
+// squared distance of the label (inf and -1 when no centre shares a modality).
+static int32_t decide(const Dataset& ds, const Model& model, const CentreTables& C, int64_t i, uint64_t a,
+                      const float* e, double* vals, double& best) {
+  const int M = ds.M();
+  const int64_t K = C.K;
+  best = kInf;
+  int32_t arg = -1;
+  for (int64_t l = 0; l < K; ++l) {
+    const double v = combine(e, l, M, a, C.hmask[l]);
+    vals[l] = v;
+    if (v < best) {
+      best = v;
+      arg = static_cast<int32_t>(l);
+    }
+  }
+  if (arg < 0) return arg;
+  const double band = best + kTieBand * (1.0 + best);
+  int close = 0;
+  for (int64_t l = 0; l < K; ++l) close += vals[l] <= band;
+  if (close > 1) {
+    best = kInf;
+    for (int64_t l = 0; l < K; ++l) {
+      if (!(vals[l] <= band)) continue;
+      const double v = exact_d2(ds, model, i, a, l);
+      if (v < best) {
+        best = v;
+        arg = static_cast<int32_t>(l);
+      }
+    }
+  }
+  return arg;
+}
+
 PassStats assign_pass(const Dataset& ds, const Model& model, int32_t* labels, double* min_d2,
                       const int32_t* prev_labels, Accumulator* acc, const RunContext& ctx) {
   const int M = ds.M();
@@ -110,38 +147,8 @@ PassStats assign_pass(const Dataset& ds, const Model& model, int32_t* labels, do
       e_table(ds, norm, C, r0, r1, nullptr, s);
       for (int64_t i = r0; i < r1; ++i) {
         const int64_t t = i - r0;
-        const uint64_t a = row_mask(ds, i);
-        const float* e = s.e.data() + t * K * M;
-        double best = kInf;
-        int32_t arg = -1;
-        double* vals = s.vals.data();
-        for (int64_t l = 0; l < K; ++l) {
-          const double v = combine(e, l, M, a, C.hmask[l]);
-          vals[l] = v;
-          if (v < best) {
-            best = v;
-            arg = static_cast<int32_t>(l);
-          }
-        }
-        if (arg >= 0) {
-          // Near ties (within the float32 table's error) are settled by float64 direct
-          // differences, so exact ties (e.g. a row equal to two partial centres) go to
-          // the lowest j as the contract says.
-          const double band = best + kTieBand * (1.0 + best);
-          int close = 0;
-          for (int64_t l = 0; l < K; ++l) close += vals[l] <= band;
-          if (close > 1) {
-            best = kInf;
-            for (int64_t l = 0; l < K; ++l) {
-              if (!(vals[l] <= band)) continue;
-              const double v = exact_d2(ds, model, i, a, l);
-              if (v < best) {
-                best = v;
-                arg = static_cast<int32_t>(l);
-              }
-            }
-          }
-        }
+        double best;
+        const int32_t arg = decide(ds, model, C, i, row_mask(ds, i), s.e.data() + t * K * M, s.vals.data(), best);
         lab[t] = arg;
         dd[t] = best;
         if (arg >= 0) inertia[b] += best; else ++unassigned[b];
@@ -159,6 +166,325 @@ PassStats assign_pass(const Dataset& ds, const Model& model, int32_t* labels, do
     st.n_unassigned += unassigned[b];
   }
   return st;
+}
+
+// ---------------------------------------------------------------------------------------
+// Bounded Lloyd (docs/bounded-lloyd.md has the full derivation).
+//
+// D_S(x, y) = sqrt(mean over m in S of ||x^m - y^m||^2 / d_m) is a weighted Euclidean norm
+// of x - y restricted to the modalities S, so it obeys the triangle inequality for a fixed
+// S. The partial distance of row i (presence a) to centre j (presence h_j) is D_S with
+// S = a & h_j; when the update moves c_j to c_j' without changing a & h_j, S is the same
+// before and after, so |D_S(z, c_j') - D_S(z, c_j)| <= D_S(c_j, c_j') =: shift_j(a). Bounds
+// on the real-arithmetic distances D (float64 centres, the row normalised without
+// rounding) therefore move by the shifts: upper += shift of the label, lower -= the largest
+// shift of the other centres. A centre whose presence changes on a row's modalities
+// (a & h_j != a & h_j') makes that shift infinite: the upper bound (own centre) or the
+// lower bound (others) of the rows it touches resets.
+//
+// Rows are grouped by presence set (up to kMaxGroups distinct sets), and shift_j(a) is
+// exact for the group: sqrt(mean over S of f_m), f_m = ||c_j^m - c_j'^m||^2 / d_m. With
+// more sets, one table for all rows uses sqrt(max over m in h_j of f_m) >= D_S(c_j, c_j')
+// for every S within h_j, and any presence change of c_j resets every row's bounds on it.
+//
+// Labels are decided on the float32 table v_j (decide(): argmin, near ties within
+// kTieBand re-scored in float64). Every table value satisfies |v_j - D_j^2| <= E_i (margin
+// below), so when
+//     lower^2 - E_i > (upper^2 + E_i) (1 + kTieBand) + kTieBand,
+// every other v_l exceeds v_label's tie band: decide() would return the same label with no
+// re-scoring. Such a row is skipped (its label is kept, its data are still added to the
+// update sums in the same order as Lloyd). Otherwise the distance to its own centre is
+// computed first (tightening the upper bound, Hamerly's second test), and only if the test
+// still fails is the row's table row computed, exactly as Lloyd computes it.
+//
+// Margin E_i: v = mean over S of e_m, e_m = float(((||z_f||^2 + ||c_f||^2 - 2 fl(z_f.c_f)) / d_m),
+// with z_f the float32 normalised row, c_f the float32 centre. With s = ||z_f|| + ||c_f||,
+// u = 2^-24 and gamma = dp u / (1 - dp u) (any summation order of dp float products):
+//   * expansion (dot product and the float32 norm of z): <= gamma s^2;
+//   * rounding of the inputs: ||z_f - z|| <= u ||mu/sigma|| + 3.01 u ||z|| (x - mu_f, the
+//     product with float(1/sigma), mu_f = float(mu)); ||c_f - c|| <= u ||c||; with
+//     eta = both, | ||z_f - c_f||^2 - ||z - c||^2 | <= 2 s eta + eta^2;
+//   * the final float cast: <= u s^2.
+// So |e_m - true_m| <= ((gamma + 10 u) s^2 + 2.1 u ||mu/sigma|| s) / d_m; we take twice
+// (gamma + 12 u) s^2 + 3 u ||mu/sigma|| s, over d_m, with ||c_f|| replaced by the largest
+// centre norm of the modality, and E_i = the maximum over the row's modalities (v is a
+// mean over S within a). The triangle-inequality side is in float64 (relative error
+// ~1e-15 per step); shifts are inflated by 1e-9 relative and the test has a 1e-9 slack.
+namespace {
+
+constexpr int64_t kMaxGroups = 64;
+
+// Squared partial distance of row i (presence a) to centre l, computed as the float32
+// table computes it (same normalisation, dot product and e_value, same order of the sum):
+// bit-identical to combine() on e_table's row (a pair's dot does not depend on the tile).
+double own_d2(const Dataset& ds, const Normalizer& norm, const CentreTables& C, int64_t i, uint64_t a,
+              int64_t l, float* z) {
+  const uint64_t s = a & C.hmask[l];
+  if (!s) return kInf;
+  const KernelTable& kern = kernels();
+  double num = 0.0;
+  for_bits(s, [&](int m) {
+    const int64_t dp = norm.dp[m];
+    const double zz = normalize_row(ds, norm, m, i, z);
+    float dot;
+    kern.dot_block(z, 1, dp, C.zf[m] + l * dp, 1, dp, dp, &dot, 1);
+    num += static_cast<double>(e_value(zz, C.cnorm[m][l], dot, 1.0 / static_cast<double>(norm.d[m])));
+  });
+  return num / popcount(s);
+}
+
+}  // namespace
+
+Bounds::Bounds(const Dataset& ds, const Normalizer& norm, const RunContext& ctx) : n(ds.n), M(ds.M()) {
+  upper.assign(n, kInf);
+  lower.assign(n, 0.0);
+  best.assign(n, std::numeric_limits<double>::quiet_NaN());
+  znorm.assign(n * M, 0.0);
+  group.assign(n, 0);
+  rmu.assign(M, 0.0);
+  for (int m = 0; m < M; ++m) {
+    double r = 0.0;
+    for (int64_t k = 0; k < norm.d[m]; ++k) {
+      const double t = norm.mu[m][k] / norm.sigma[m][k];
+      r += t * t;
+    }
+    rmu[m] = std::sqrt(r);
+  }
+  std::vector<uint64_t> masks;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t a = row_mask(ds, i);
+    if (masks.size() <= static_cast<size_t>(kMaxGroups) &&
+        std::find(masks.begin(), masks.end(), a) == masks.end())
+      masks.push_back(a);
+  }
+  if (static_cast<int64_t>(masks.size()) <= kMaxGroups) {
+    std::sort(masks.begin(), masks.end());
+    gmask = masks;
+    for (int64_t i = 0; i < n; ++i)
+      group[i] = static_cast<int32_t>(std::lower_bound(gmask.begin(), gmask.end(), row_mask(ds, i)) - gmask.begin());
+  }
+  // ||z_i^m|| of every present slot (float32 normalised, as the table sees it).
+  const int64_t chunk = std::max<int64_t>(1, ctx.chunk_rows);
+  const int64_t dpm = max_dp(norm);
+  parallel_tasks((n + chunk - 1) / chunk, ctx, [&](int64_t c, int) {
+    std::vector<float> z(dpm);
+    for (int64_t i = c * chunk; i < std::min(n, (c + 1) * chunk); ++i)
+      for (int m = 0; m < M; ++m)
+        if (ds.present[i * M + m]) znorm[i * M + m] = std::sqrt(normalize_row(ds, norm, m, i, z.data()));
+  });
+}
+
+void Bounds::set_shifts(const Centres& old, const Centres& neu, const Normalizer& norm) {
+  K = old.K;
+  const int64_t G = gmask.empty() ? 1 : static_cast<int64_t>(gmask.size());
+  std::vector<double> f(K * M, 0.0);
+  std::vector<uint64_t> ho(K, 0), hn(K, 0);
+  for (int64_t j = 0; j < K; ++j)
+    for (int m = 0; m < M; ++m) {
+      if (old.has(j, m)) ho[j] |= uint64_t{1} << m;
+      if (neu.has(j, m)) hn[j] |= uint64_t{1} << m;
+      if (!old.has(j, m) || !neu.has(j, m)) continue;
+      const int64_t d = norm.d[m];
+      const double* x = old.z[m].data() + j * d;
+      const double* y = neu.z[m].data() + j * d;
+      double acc = 0.0;
+      for (int64_t k = 0; k < d; ++k) {
+        const double t = x[k] - y[k];
+        acc += t * t;
+      }
+      f[j * M + m] = acc / static_cast<double>(d);
+    }
+  constexpr double kInflate = 1.0 + 1e-9;
+  shift.assign(G * K, 0.0);
+  max1.assign(G, 0.0);
+  max2.assign(G, 0.0);
+  arg1.assign(G, -1);
+  for (int64_t g = 0; g < G; ++g) {
+    for (int64_t j = 0; j < K; ++j) {
+      double v;
+      if (gmask.empty()) {
+        if (ho[j] != hn[j]) {
+          v = kInf;
+        } else {
+          double mx = 0.0;
+          for_bits(hn[j], [&](int m) { mx = std::max(mx, f[j * M + m]); });
+          v = std::sqrt(mx) * kInflate;
+        }
+      } else {
+        const uint64_t a = gmask[g], so = a & ho[j], sn = a & hn[j];
+        if (so != sn) {
+          v = kInf;
+        } else if (!sn) {
+          v = 0.0;  // shares nothing before and after: the distance stays +inf
+        } else {
+          double num = 0.0;
+          for_bits(sn, [&](int m) { num += f[j * M + m]; });
+          v = std::sqrt(num / popcount(sn)) * kInflate;
+        }
+      }
+      shift[g * K + j] = v;
+      if (v > max1[g]) {
+        max2[g] = max1[g];
+        max1[g] = v;
+        arg1[g] = j;
+      } else if (v > max2[g]) {
+        max2[g] = v;
+      }
+    }
+  }
+  shifts_ready = true;
+}
+
+PassStats bounded_pass(const Dataset& ds, const Model& model, int32_t* labels, const int32_t* prev_labels,
+                       Accumulator& acc, const RunContext& ctx, Bounds& b, double* skipped) {
+  const int M = ds.M();
+  const int64_t K = model.K();
+  const int64_t n = ds.n;
+  const int64_t chunk = std::max<int64_t>(1, ctx.chunk_rows);
+  const int64_t nb = acc.n_blocks;
+  acc.clear();
+  const CentreTables C = tables_of(model);
+  const Normalizer& norm = model.norm();
+  const bool use = b.valid && b.shifts_ready && prev_labels && b.K == K;
+  // Margin coefficients of this pass's centres (see the derivation above).
+  std::vector<double> mA(M), mB(M), cmax(M, 0.0);
+  const double u = 0x1p-24;
+  for (int m = 0; m < M; ++m) {
+    const double dp = static_cast<double>(norm.dp[m]), d = static_cast<double>(norm.d[m]);
+    const double gamma = dp * u / (1.0 - dp * u);
+    mA[m] = 2.0 * (gamma + 12.0 * u) / d;
+    mB[m] = 2.0 * 3.0 * u * b.rmu[m] / d;
+    for (int64_t j = 0; j < K; ++j)
+      if (C.hmask[j] >> m & 1) cmax[m] = std::max(cmax[m], C.cnorm[m][j]);
+    cmax[m] = std::sqrt(cmax[m]);
+  }
+  auto margin = [&](int64_t i, uint64_t a) {
+    double E = 0.0;
+    for_bits(a, [&](int m) {
+      const double s = b.znorm[i * M + m] + cmax[m];
+      E = std::max(E, (mA[m] * s + mB[m]) * s);
+    });
+    return E;
+  };
+  auto proves = [](double up, double lo, double E) {
+    return lo * lo - E > ((up * up + E) * (1.0 + kTieBand) + kTieBand) * (1.0 + 1e-9);
+  };
+  std::vector<double> inertia(nb, 0.0);
+  std::vector<int64_t> changed(nb, 0), unassigned(nb, 0), evals(nb, 0);
+  const int nt = threads_for(ctx, nb);
+  std::vector<Scratch> scratch(nt);
+  std::vector<int32_t> lab_local(nt * chunk);
+  std::vector<uint8_t> sel_local(nt * chunk);
+  std::vector<float> zbuf(nt * max_dp(norm));
+
+  parallel_tasks(nb, ctx, [&](int64_t bi, int tid) {
+    Scratch& s = scratch[tid];
+    if (s.z.empty()) {
+      s.reserve(chunk, max_dp(norm), K, M);
+      s.vals.resize(K);
+    }
+    int32_t* lab = lab_local.data() + tid * chunk;
+    uint8_t* sel = sel_local.data() + tid * chunk;
+    float* z1 = zbuf.data() + tid * max_dp(norm);
+    const int64_t b0 = part_begin(n, nb, bi), b1 = part_begin(n, nb, bi + 1);
+    for (int64_t r0 = b0; r0 < b1; r0 += chunk) {
+      const int64_t r1 = std::min(b1, r0 + chunk);
+      int64_t n_sel = 0;
+      for (int64_t i = r0; i < r1; ++i) {
+        const int64_t t = i - r0;
+        sel[t] = 1;
+        if (!use || prev_labels[i] < 0) {
+          ++n_sel;
+          continue;
+        }
+        const int32_t p = prev_labels[i];
+        const uint64_t a = row_mask(ds, i);
+        const int64_t g = b.group[i];
+        const double mo = b.arg1[g] == p ? b.max2[g] : b.max1[g];
+        double up = b.upper[i] + b.shift[g * K + p];
+        const double lo = mo == kInf ? 0.0 : std::max(0.0, b.lower[i] - mo);
+        const double E = margin(i, a);
+        b.lower[i] = lo;
+        b.best[i] = std::numeric_limits<double>::quiet_NaN();
+        if (!proves(up, lo, E) && proves(0.0, lo, E)) {
+          // Tighten the upper bound with the distance to the own centre.
+          const double v = own_d2(ds, norm, C, i, a, p, z1);
+          ++evals[bi];
+          up = std::sqrt(v + E);
+          if (proves(up, lo, E)) b.best[i] = v;  // v is Lloyd's distance: no tie is possible
+        }
+        b.upper[i] = up;
+        if (proves(up, lo, E)) {
+          sel[t] = 0;
+          lab[t] = p;
+        } else {
+          ++n_sel;
+        }
+      }
+      if (n_sel > 0) e_table(ds, norm, C, r0, r1, sel, s);
+      for (int64_t i = r0; i < r1; ++i) {
+        const int64_t t = i - r0;
+        if (sel[t]) {
+          const uint64_t a = row_mask(ds, i);
+          double best;
+          const int32_t arg = decide(ds, model, C, i, a, s.e.data() + t * K * M, s.vals.data(), best);
+          lab[t] = arg;
+          if (a) evals[bi] += K;
+          if (arg >= 0) {
+            const double E = margin(i, a);
+            double second = kInf;
+            for (int64_t l = 0; l < K; ++l)
+              if (l != arg) second = std::min(second, s.vals[l]);
+            b.upper[i] = std::sqrt(s.vals[arg] + E);
+            b.lower[i] = second == kInf ? kInf : std::sqrt(std::max(0.0, second - E));
+            b.best[i] = best;
+            inertia[bi] += best;
+          } else {
+            b.upper[i] = kInf;
+            b.lower[i] = 0.0;
+            b.best[i] = kInf;
+            ++unassigned[bi];
+          }
+        }
+        if (prev_labels && prev_labels[i] != lab[t]) ++changed[bi];
+      }
+      accumulate_chunk(ds, acc, bi, r0, r1, lab, s);
+      if (labels) std::copy(lab, lab + (r1 - r0), labels + r0);
+    }
+  });
+  b.valid = true;
+  b.shifts_ready = false;
+  b.K = K;
+  PassStats st;
+  int64_t ev = 0;
+  for (int64_t bi = 0; bi < nb; ++bi) {
+    st.inertia += inertia[bi];
+    st.n_changed += changed[bi];
+    st.n_unassigned += unassigned[bi];
+    ev += evals[bi];
+  }
+  if (skipped) *skipped = n * K > 0 ? 1.0 - static_cast<double>(ev) / static_cast<double>(n * K) : 0.0;
+  return st;
+}
+
+double bounded_inertia(const Dataset& ds, const Model& model, const int32_t* labels, int64_t n_blocks,
+                       const RunContext& ctx, Bounds& b) {
+  const int64_t n = ds.n;
+  const CentreTables C = tables_of(model);
+  const Normalizer& norm = model.norm();
+  std::vector<double> inertia(n_blocks, 0.0);
+  const int64_t dpm = max_dp(norm);
+  parallel_tasks(n_blocks, ctx, [&](int64_t bi, int) {
+    std::vector<float> z(dpm);
+    for (int64_t i = part_begin(n, n_blocks, bi); i < part_begin(n, n_blocks, bi + 1); ++i) {
+      if (labels[i] < 0) continue;
+      if (std::isnan(b.best[i])) b.best[i] = own_d2(ds, norm, C, i, row_mask(ds, i), labels[i], z.data());
+      inertia[bi] += b.best[i];
+    }
+  });
+  double total = 0.0;
+  for (int64_t bi = 0; bi < n_blocks; ++bi) total += inertia[bi];
+  return total;
 }
 
 }  // namespace detail

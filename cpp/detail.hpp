@@ -153,6 +153,13 @@ inline double normalize_row(const Dataset& ds, const Normalizer& norm, int m, in
                               " (mark absent rows in the mask, or make the whole row NaN)");
 }
 
+/// One entry of the table below from ||z||^2, ||c||^2 and the float32 dot z.c (the one
+/// expression every caller shares, so a single pair recomputed elsewhere gets the same bits).
+inline float e_value(double zz, double cn, float dot, double inv_d) {
+  const double v = zz + cn - 2.0 * static_cast<double>(dot);
+  return static_cast<float>(v > 0.0 ? v * inv_d : 0.0);
+}
+
 /// e[t][l][m] = ||z_i^m - c_l^m||^2 / d_m for rows i = r0 + t of the chunk with m present
 /// (and select[t] != 0 when select is given), for every l (values for centres without m
 /// are meaningless and must be masked by the caller). Uses the expansion
@@ -181,10 +188,7 @@ inline void e_table(const Dataset& ds, const Normalizer& norm, const CentreTable
       float* e = s.e.data() + s.local[q] * K * M + m;
       const float* dot = s.dots.data() + q * K;
       const double zz = s.zz[q];
-      for (int64_t l = 0; l < K; ++l) {
-        const double v = zz + cn[l] - 2.0 * static_cast<double>(dot[l]);
-        e[l * M] = static_cast<float>(v > 0.0 ? v * inv_d : 0.0);
-      }
+      for (int64_t l = 0; l < K; ++l) e[l * M] = e_value(zz, cn[l], dot[l], inv_d);
     }
   }
 }

@@ -77,6 +77,12 @@ class UL4M4Imputer:
         Lloyd iterations at most.
     tol : float
         Stop when the largest centre shift (partial distance, z-space) is <= tol.
+    algorithm : 'auto', 'lloyd' or 'bounded'
+        'bounded' runs the same Lloyd iterations (same labels, centres and n_iter, bit for
+        bit) but skips the rows whose distance bounds prove their label cannot change
+        (docs/bounded-lloyd.md); its ``history_`` inertia is NaN except in the last
+        iteration. 'auto' (default) is 'bounded' for in-memory CPU fits; CUDA fits run
+        'lloyd'.
     completion : 'greedy' or 'soft'
         'greedy' is the paper's iterative greedy completion (with the anchored-pairs rule);
         'soft' fills a missing modality with a distance-weighted mean of the centres that
@@ -131,11 +137,12 @@ class UL4M4Imputer:
     n_iter_ : int
         Lloyd iterations run.
     history_ : list of dict
-        Per iteration: inertia, n_changed, max_shift, seconds.
+        Per iteration: inertia, n_changed, max_shift, seconds, skipped (the fraction of
+        row-centre distances the bounded algorithm did not compute).
     """
 
     def __init__(self, n_clusters: int = 8, *, init: Any = "k-means++", n_init: int = 1,
-                 max_iter: int = 300, tol: float = 1e-4, completion: str = "greedy",
+                 max_iter: int = 300, tol: float = 1e-4, algorithm: str = "auto", completion: str = "greedy",
                  temperature_scale: float = 1.0, temperature: Optional[float] = None,
                  empty_rows: str = "error", modality_dims: Optional[Sequence[int]] = None,
                  random_state: Any = None, n_threads: Optional[int] = None, chunk_size: int = 256,
@@ -145,6 +152,7 @@ class UL4M4Imputer:
         self.n_init = n_init
         self.max_iter = max_iter
         self.tol = tol
+        self.algorithm = algorithm
         self.completion = completion
         self.temperature_scale = temperature_scale
         self.temperature = temperature
@@ -193,6 +201,8 @@ class UL4M4Imputer:
         pos_int("chunk_size")
         if isinstance(self.tol, bool) or not isinstance(self.tol, Real) or not self.tol >= 0:
             raise ValueError(f"tol must be a float >= 0, got {self.tol!r}")
+        if not isinstance(self.algorithm, str) or self.algorithm not in ("auto", "lloyd", "bounded"):
+            raise ValueError(f"algorithm must be 'auto', 'lloyd' or 'bounded', got {self.algorithm!r}")
         self._check_completion(self.completion, self.temperature_scale, self.temperature)
         if self.empty_rows not in ("error", "mean"):
             raise ValueError(f"empty_rows must be 'error' or 'mean', got {self.empty_rows!r}")
@@ -289,7 +299,8 @@ class UL4M4Imputer:
                               on_iter if use_cb else None)
         else:
             res = _core.kmeans(prep.Xs, prep.present, mu, sigma, K, int(self.max_iter), float(self.tol), n_init,
-                               seed, init_C, init_H, on_iter if use_cb else None, nt, chunk)
+                               seed, init_C, init_H, on_iter if use_cb else None, nt, chunk,
+                               "lloyd" if self.algorithm == "lloyd" else "bounded")
         self.mean_ = list(mu)
         self.scale_ = list(sigma)
         self.cluster_centers_ = list(res["centres"])
@@ -297,8 +308,8 @@ class UL4M4Imputer:
         self.labels_ = np.asarray(res["labels"], dtype=np.int32)
         self.inertia_ = float(res["inertia"])
         self.n_iter_ = int(res["n_iter"])
-        self.history_ = [dict(iteration=h[0], inertia=h[1], n_changed=h[2], max_shift=h[3], seconds=h[4])
-                         for h in res["history"]]
+        self.history_ = [dict(iteration=h[0], inertia=h[1], n_changed=h[2], max_shift=h[3], seconds=h[4],
+                              skipped=h[5] if len(h) > 5 else 0.0) for h in res["history"]]
         self.n_modalities_ = len(prep.dims)
         self.modality_dims_ = tuple(prep.dims)
         if prep.kind == "dense":
