@@ -177,10 +177,10 @@ PassStats assign_pass(const Dataset& ds, const Model& model, int32_t* labels, do
 // S = a & h_j; when the update moves c_j to c_j' without changing a & h_j, S is the same
 // before and after, so |D_S(z, c_j') - D_S(z, c_j)| <= D_S(c_j, c_j') =: shift_j(a). Bounds
 // on the real-arithmetic distances D (float64 centres, the row normalised without
-// rounding) therefore move by the shifts: upper += shift of the label, lower -= the largest
-// shift of the other centres. A centre whose presence changes on a row's modalities
-// (a & h_j != a & h_j') makes that shift infinite: the upper bound (own centre) or the
-// lower bound (others) of the rows it touches resets.
+// rounding) therefore move by the shifts (Elkan's bounds): upper += shift of the label,
+// lower_j -= shift_j. A centre whose presence changes on a row's modalities
+// (a & h_j != a & h_j') has an infinite shift: the bounds it touches reset (upper: the
+// distance to the own centre is recomputed; lower_j: 0, then checked explicitly).
 //
 // Rows are grouped by presence set (up to kMaxGroups distinct sets), and shift_j(a) is
 // exact for the group: sqrt(mean over S of f_m), f_m = ||c_j^m - c_j'^m||^2 / d_m. With
@@ -189,13 +189,15 @@ PassStats assign_pass(const Dataset& ds, const Model& model, int32_t* labels, do
 //
 // Labels are decided on the float32 table v_j (decide(): argmin, near ties within
 // kTieBand re-scored in float64). Every table value satisfies |v_j - D_j^2| <= E_i (margin
-// below), so when
-//     lower^2 - E_i > (upper^2 + E_i) (1 + kTieBand) + kTieBand,
-// every other v_l exceeds v_label's tie band: decide() would return the same label with no
+// below), so when, for every j other than the label p,
+//     lower_j^2 - E_i > (upper^2 + E_i) (1 + kTieBand) + kTieBand,
+// every other v_j exceeds the tie band of v_p: decide() would return p with no
 // re-scoring. Such a row is skipped (its label is kept, its data are still added to the
-// update sums in the same order as Lloyd). Otherwise the distance to its own centre is
-// computed first (tightening the upper bound, Hamerly's second test), and only if the test
-// still fails is the row's table row computed, exactly as Lloyd computes it.
+// update sums in the same order as Lloyd). Otherwise v_p itself is computed (exactly the
+// table's value: same normalisation, dot product and sums), which tightens the test to
+// lower_j^2 - E_i > band = v_p + kTieBand (1 + v_p); the few centres j still failing it
+// (at most kExplicit) get v_j computed the same way and must satisfy v_j > band, decide()'s
+// own comparison. Only rows that still fail get their whole table row, as Lloyd does.
 //
 // Margin E_i: v = mean over S of e_m, e_m = float(((||z_f||^2 + ||c_f||^2 - 2 fl(z_f.c_f)) / d_m),
 // with z_f the float32 normalised row, c_f the float32 centre. With s = ||z_f|| + ||c_f||,
@@ -209,35 +211,59 @@ PassStats assign_pass(const Dataset& ds, const Model& model, int32_t* labels, do
 // (gamma + 12 u) s^2 + 3 u ||mu/sigma|| s, over d_m, with ||c_f|| replaced by the largest
 // centre norm of the modality, and E_i = the maximum over the row's modalities (v is a
 // mean over S within a). The triangle-inequality side is in float64 (relative error
-// ~1e-15 per step); shifts are inflated by 1e-9 relative and the test has a 1e-9 slack.
+// ~1e-15 per step) and float32 lower bounds are rounded down; shifts are inflated by 1e-9
+// relative and the tests have a 1e-9 relative slack.
 namespace {
 
 constexpr int64_t kMaxGroups = 64;
 
-// Squared partial distance of row i (presence a) to centre l, computed as the float32
-// table computes it (same normalisation, dot product and e_value, same order of the sum):
-// bit-identical to combine() on e_table's row (a pair's dot does not depend on the tile).
-double own_d2(const Dataset& ds, const Normalizer& norm, const CentreTables& C, int64_t i, uint64_t a,
-              int64_t l, float* z) {
-  const uint64_t s = a & C.hmask[l];
-  if (!s) return kInf;
-  const KernelTable& kern = kernels();
-  double num = 0.0;
-  for_bits(s, [&](int m) {
-    const int64_t dp = norm.dp[m];
-    const double zz = normalize_row(ds, norm, m, i, z);
-    float dot;
-    kern.dot_block(z, 1, dp, C.zf[m] + l * dp, 1, dp, dp, &dot, 1);
-    num += static_cast<double>(e_value(zz, C.cnorm[m][l], dot, 1.0 / static_cast<double>(norm.d[m])));
-  });
-  return num / popcount(s);
-}
+// A float <= x for x >= 0 (the float conversion is within 2^-24 relative; branch-free, so the
+// loops over K centres vectorise): inf stays inf, 0 stays 0.
+inline float round_down(double x) { return static_cast<float>(x) * (1.0f - 0x1p-22f); }
+
+// One row normalised once (every present modality), for the distances to a few centres.
+struct RowZ {
+  std::vector<float> z;      // sum of dp
+  std::vector<int64_t> off;  // M + 1
+  double zz[kMaxModalities];
+  RowZ(const Normalizer& norm) : off(norm.M() + 1, 0) {
+    for (int m = 0; m < norm.M(); ++m) off[m + 1] = off[m] + norm.dp[m];
+    z.resize(off.back());
+  }
+  const Dataset* ds = nullptr;
+  int64_t i = -1;
+  uint64_t ready = 0;  // modalities of row i normalised so far
+  void load(const Dataset& d, int64_t row) {
+    ds = &d;
+    i = row;
+    ready = 0;
+  }
+  // Squared partial distance to centre l as the float32 table computes it (same
+  // normalisation, dot product, e_value and order of the sum): bit-identical to combine()
+  // on e_table's row, as a pair's dot does not depend on the tile that computes it.
+  double d2(const Normalizer& norm, const CentreTables& C, uint64_t a, int64_t l) {
+    const uint64_t s = a & C.hmask[l];
+    if (!s) return kInf;
+    for_bits(s & ~ready, [&](int m) { zz[m] = normalize_row(*ds, norm, m, i, z.data() + off[m]); });
+    ready |= s;
+    const KernelTable& kern = kernels();
+    double num = 0.0;
+    for_bits(s, [&](int m) {
+      const int64_t dp = norm.dp[m];
+      float dot;
+      kern.dot_block(z.data() + off[m], 1, dp, C.zf[m] + l * dp, 1, dp, dp, &dot, 1);
+      num += static_cast<double>(e_value(zz[m], C.cnorm[m][l], dot, 1.0 / static_cast<double>(norm.d[m])));
+    });
+    return num / popcount(s);
+  }
+};
 
 }  // namespace
 
-Bounds::Bounds(const Dataset& ds, const Normalizer& norm, const RunContext& ctx) : n(ds.n), M(ds.M()) {
+Bounds::Bounds(const Dataset& ds, const Normalizer& norm, int64_t K, const RunContext& ctx)
+    : n(ds.n), K(K), M(ds.M()) {
   upper.assign(n, kInf);
-  lower.assign(n, 0.0);
+  lower.assign(n * K, 0.f);
   best.assign(n, std::numeric_limits<double>::quiet_NaN());
   znorm.assign(n * M, 0.0);
   group.assign(n, 0);
@@ -275,7 +301,6 @@ Bounds::Bounds(const Dataset& ds, const Normalizer& norm, const RunContext& ctx)
 }
 
 void Bounds::set_shifts(const Centres& old, const Centres& neu, const Normalizer& norm) {
-  K = old.K;
   const int64_t G = gmask.empty() ? 1 : static_cast<int64_t>(gmask.size());
   std::vector<double> f(K * M, 0.0);
   std::vector<uint64_t> ho(K, 0), hn(K, 0);
@@ -296,10 +321,7 @@ void Bounds::set_shifts(const Centres& old, const Centres& neu, const Normalizer
     }
   constexpr double kInflate = 1.0 + 1e-9;
   shift.assign(G * K, 0.0);
-  max1.assign(G, 0.0);
-  max2.assign(G, 0.0);
-  arg1.assign(G, -1);
-  for (int64_t g = 0; g < G; ++g) {
+  for (int64_t g = 0; g < G; ++g)
     for (int64_t j = 0; j < K; ++j) {
       double v;
       if (gmask.empty()) {
@@ -323,15 +345,7 @@ void Bounds::set_shifts(const Centres& old, const Centres& neu, const Normalizer
         }
       }
       shift[g * K + j] = v;
-      if (v > max1[g]) {
-        max2[g] = max1[g];
-        max1[g] = v;
-        arg1[g] = j;
-      } else if (v > max2[g]) {
-        max2[g] = v;
-      }
     }
-  }
   shifts_ready = true;
 }
 
@@ -342,10 +356,12 @@ PassStats bounded_pass(const Dataset& ds, const Model& model, int32_t* labels, c
   const int64_t n = ds.n;
   const int64_t chunk = std::max<int64_t>(1, ctx.chunk_rows);
   const int64_t nb = acc.n_blocks;
+  if (b.K != K || b.n != n) throw std::logic_error("bounds do not match the model");
   acc.clear();
   const CentreTables C = tables_of(model);
   const Normalizer& norm = model.norm();
-  const bool use = b.valid && b.shifts_ready && prev_labels && b.K == K;
+  const bool use = b.valid && b.shifts_ready && prev_labels;
+  const int64_t kExplicit = std::max<int64_t>(2, K / 8);
   // Margin coefficients of this pass's centres (see the derivation above).
   std::vector<double> mA(M), mB(M), cmax(M, 0.0);
   const double u = 0x1p-24;
@@ -366,16 +382,85 @@ PassStats bounded_pass(const Dataset& ds, const Model& model, int32_t* labels, c
     });
     return E;
   };
-  auto proves = [](double up, double lo, double E) {
-    return lo * lo - E > ((up * up + E) * (1.0 + kTieBand) + kTieBand) * (1.0 + 1e-9);
-  };
+  constexpr double kSlack = 1.0 + 1e-9;
   std::vector<double> inertia(nb, 0.0);
   std::vector<int64_t> changed(nb, 0), unassigned(nb, 0), evals(nb, 0);
   const int nt = threads_for(ctx, nb);
   std::vector<Scratch> scratch(nt);
   std::vector<int32_t> lab_local(nt * chunk);
   std::vector<uint8_t> sel_local(nt * chunk);
-  std::vector<float> zbuf(nt * max_dp(norm));
+  std::vector<RowZ> rowz(nt, RowZ(norm));
+  std::vector<std::vector<int64_t>> fail_local(nt, std::vector<int64_t>(K));
+  std::vector<std::vector<double>> vx_local(nt, std::vector<double>(K));
+
+  // Decides row i (previous label p >= 0) from its bounds; true when its label is proved.
+  auto settle = [&](int64_t i, int32_t p, int tid, int64_t& ev) {
+    const uint64_t a = row_mask(ds, i);
+    const int64_t g = b.group[i];
+    const double* sh = b.shift.data() + g * K;
+    float* lb = b.lower.data() + i * K;
+    const double E = margin(i, a);
+    const double up = b.upper[i] + sh[p];
+    b.upper[i] = up;
+    b.best[i] = std::numeric_limits<double>::quiet_NaN();
+    // v_p <= up^2 + E, so any v_j above thr_u is outside v_p's tie band.
+    const double thr_u = ((up * up + E) * (1.0 + kTieBand) + kTieBand) * kSlack;
+    int64_t* fail = fail_local[tid].data();
+    int64_t n_fail = 0, n_low = 0;  // n_low: centres even v_p = 0 would not clear
+    for (int64_t j = 0; j < K; ++j) {
+      double v = sh[j] == kInf ? 0.0 : static_cast<double>(lb[j]) - sh[j];
+      if (!(v > 0.0)) v = 0.0;
+      const float l = round_down(v);
+      lb[j] = l;
+      if (j == p) continue;
+      const double w = static_cast<double>(l) * l - E;
+      if (w <= thr_u) fail[n_fail++] = j;
+      n_low += w <= kTieBand * kSlack;
+    }
+    if (n_fail == 0) return true;
+    if (n_low > kExplicit) return false;
+    RowZ& rz = rowz[tid];
+    rz.load(ds, i);
+    double* vx = vx_local[tid].data();  // table values of the centres computed explicitly
+    int64_t n_done = 0;
+    auto explicit_d2 = [&](int64_t j) {
+      const double v = rz.d2(norm, C, a, j);
+      ++ev;
+      lb[j] = round_down(std::sqrt(std::max(0.0, v - E)));
+      return v;
+    };
+    if (n_fail <= kExplicit) {
+      bool ok = true;
+      for (int64_t q = 0; q < n_fail; ++q) {
+        vx[q] = explicit_d2(fail[q]);
+        ok = ok && vx[q] > thr_u;
+      }
+      if (ok) return true;
+      n_done = n_fail;
+    }
+    // Tighten: the distance to the own centre, as the table computes it.
+    const double vp = rz.d2(norm, C, a, p);
+    ++ev;
+    if (vp == kInf) return false;
+    b.upper[i] = std::sqrt(vp + E);
+    const double band = vp + kTieBand * (1.0 + vp);  // decide()'s band when v_p is the minimum
+    for (int64_t q = 0; q < n_done; ++q)
+      if (!(vx[q] > band)) return false;  // a computed centre is in the band: Lloyd's full rule decides
+    // Centres not computed yet that the tightened bound does not clear.
+    int64_t n_more = 0;
+    for (int64_t j = 0; j < K; ++j) {
+      if (j == p || static_cast<double>(lb[j]) * lb[j] - E > band * kSlack) continue;
+      bool done = false;
+      for (int64_t q = 0; q < n_done && !done; ++q) done = fail[q] == j;
+      if (done) continue;
+      if (n_done + n_more == kExplicit) return false;
+      fail[n_done + n_more++] = j;
+    }
+    for (int64_t q = n_done; q < n_done + n_more; ++q)
+      if (!(explicit_d2(fail[q]) > band)) return false;
+    b.best[i] = vp;  // v_p is the unique minimum outside every other band: Lloyd's best
+    return true;
+  };
 
   parallel_tasks(nb, ctx, [&](int64_t bi, int tid) {
     Scratch& s = scratch[tid];
@@ -385,39 +470,18 @@ PassStats bounded_pass(const Dataset& ds, const Model& model, int32_t* labels, c
     }
     int32_t* lab = lab_local.data() + tid * chunk;
     uint8_t* sel = sel_local.data() + tid * chunk;
-    float* z1 = zbuf.data() + tid * max_dp(norm);
     const int64_t b0 = part_begin(n, nb, bi), b1 = part_begin(n, nb, bi + 1);
     for (int64_t r0 = b0; r0 < b1; r0 += chunk) {
       const int64_t r1 = std::min(b1, r0 + chunk);
       int64_t n_sel = 0;
       for (int64_t i = r0; i < r1; ++i) {
         const int64_t t = i - r0;
-        sel[t] = 1;
-        if (!use || prev_labels[i] < 0) {
-          ++n_sel;
-          continue;
-        }
-        const int32_t p = prev_labels[i];
-        const uint64_t a = row_mask(ds, i);
-        const int64_t g = b.group[i];
-        const double mo = b.arg1[g] == p ? b.max2[g] : b.max1[g];
-        double up = b.upper[i] + b.shift[g * K + p];
-        const double lo = mo == kInf ? 0.0 : std::max(0.0, b.lower[i] - mo);
-        const double E = margin(i, a);
-        b.lower[i] = lo;
-        b.best[i] = std::numeric_limits<double>::quiet_NaN();
-        if (!proves(up, lo, E) && proves(0.0, lo, E)) {
-          // Tighten the upper bound with the distance to the own centre.
-          const double v = own_d2(ds, norm, C, i, a, p, z1);
-          ++evals[bi];
-          up = std::sqrt(v + E);
-          if (proves(up, lo, E)) b.best[i] = v;  // v is Lloyd's distance: no tie is possible
-        }
-        b.upper[i] = up;
-        if (proves(up, lo, E)) {
+        const int32_t p = use ? prev_labels[i] : -1;
+        if (p >= 0 && settle(i, p, tid, evals[bi])) {
           sel[t] = 0;
           lab[t] = p;
         } else {
+          sel[t] = 1;
           ++n_sel;
         }
       }
@@ -430,18 +494,15 @@ PassStats bounded_pass(const Dataset& ds, const Model& model, int32_t* labels, c
           const int32_t arg = decide(ds, model, C, i, a, s.e.data() + t * K * M, s.vals.data(), best);
           lab[t] = arg;
           if (a) evals[bi] += K;
+          const double E = margin(i, a);
+          float* lb = b.lower.data() + i * K;
+          for (int64_t l = 0; l < K; ++l) lb[l] = round_down(std::sqrt(std::max(0.0, s.vals[l] - E)));
           if (arg >= 0) {
-            const double E = margin(i, a);
-            double second = kInf;
-            for (int64_t l = 0; l < K; ++l)
-              if (l != arg) second = std::min(second, s.vals[l]);
             b.upper[i] = std::sqrt(s.vals[arg] + E);
-            b.lower[i] = second == kInf ? kInf : std::sqrt(std::max(0.0, second - E));
             b.best[i] = best;
             inertia[bi] += best;
           } else {
             b.upper[i] = kInf;
-            b.lower[i] = 0.0;
             b.best[i] = kInf;
             ++unassigned[bi];
           }
@@ -454,7 +515,6 @@ PassStats bounded_pass(const Dataset& ds, const Model& model, int32_t* labels, c
   });
   b.valid = true;
   b.shifts_ready = false;
-  b.K = K;
   PassStats st;
   int64_t ev = 0;
   for (int64_t bi = 0; bi < nb; ++bi) {
@@ -473,12 +533,14 @@ double bounded_inertia(const Dataset& ds, const Model& model, const int32_t* lab
   const CentreTables C = tables_of(model);
   const Normalizer& norm = model.norm();
   std::vector<double> inertia(n_blocks, 0.0);
-  const int64_t dpm = max_dp(norm);
   parallel_tasks(n_blocks, ctx, [&](int64_t bi, int) {
-    std::vector<float> z(dpm);
+    RowZ rz(norm);
     for (int64_t i = part_begin(n, n_blocks, bi); i < part_begin(n, n_blocks, bi + 1); ++i) {
       if (labels[i] < 0) continue;
-      if (std::isnan(b.best[i])) b.best[i] = own_d2(ds, norm, C, i, row_mask(ds, i), labels[i], z.data());
+      if (std::isnan(b.best[i])) {
+        rz.load(ds, i);
+        b.best[i] = rz.d2(norm, C, row_mask(ds, i), labels[i]);
+      }
       inertia[bi] += b.best[i];
     }
   });
@@ -486,7 +548,6 @@ double bounded_inertia(const Dataset& ds, const Model& model, const int32_t* lab
   for (int64_t bi = 0; bi < n_blocks; ++bi) total += inertia[bi];
   return total;
 }
-
 }  // namespace detail
 
 UpdateSums assign_and_sum(const Dataset& ds, const Model& model, int32_t* labels, double* min_d2,

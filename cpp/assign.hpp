@@ -25,26 +25,25 @@ struct PassStats {
 };
 
 /// Per-row distance bounds of the bounded Lloyd algorithm (docs/bounded-lloyd.md).
-/// upper[i] >= D(z_i, c_{label i}) and lower[i] <= D(z_i, c_j) for every other j, where D
+/// upper[i] >= D(z_i, c_{label i}) and lower[i*K + j] <= D(z_i, c_j) for every j, where D
 /// is the real-arithmetic partial distance of the float64 normalised row to the float64
 /// centre (not squared); a float32-table value v and D^2 differ by at most margin(i).
 struct Bounds {
-  Bounds(const Dataset& ds, const Normalizer& norm, const RunContext& ctx);
+  Bounds(const Dataset& ds, const Normalizer& norm, int64_t K, const RunContext& ctx);
   /// Shift tables for the move from `old` to `neu` (both K centres), used by the next pass.
   void set_shifts(const Centres& old, const Centres& neu, const Normalizer& norm);
-  int64_t n, K = 0;
+  int64_t n, K;
   int M;
   bool valid = false;                // bounds hold for the last pass's centres
   bool shifts_ready = false;         // set_shifts was called since the last pass
-  std::vector<double> upper, lower;  // N
+  std::vector<double> upper;         // N
+  std::vector<float> lower;          // N x K, rounded down
   std::vector<double> best;          // N: Lloyd's squared distance to the label, NaN if not computed
   std::vector<double> znorm;         // N x M: ||z_i^m|| of the float32 normalised row
   std::vector<double> rmu;           // M: ||mu_m / sigma_m||
   std::vector<int32_t> group;        // N: index of the row's presence set in gmask
   std::vector<uint64_t> gmask;       // G presence sets; empty: one group, shifts by max over m
   std::vector<double> shift;         // G x K: bound on D_S(c_old_j, c_new_j); inf resets
-  std::vector<double> max1, max2;    // G: largest and second largest shift
-  std::vector<int64_t> arg1;         // G: centre of max1
 };
 
 /// One Lloyd assignment pass (labels, update sums, n_changed, n_unassigned identical to

@@ -123,7 +123,7 @@ KMeansResult lloyd(const Dataset& ds, const Normalizer& norm, Centres init, cons
   // Bounded: the same passes, skipping rows whose label is proved (assign.cpp); the
   // labels and update sums are Lloyd's, so are the centres and n_iter.
   std::unique_ptr<Bounds> bounds;
-  if (p.algorithm == KMeansParams::Algorithm::Bounded) bounds = std::make_unique<Bounds>(ds, norm, ctx);
+  if (p.algorithm == KMeansParams::Algorithm::Bounded) bounds = std::make_unique<Bounds>(ds, norm, model->K(), ctx);
   double skipped = 0.0;
   auto pass = [&](int32_t* out, const int32_t* prev) {
     return bounds ? bounded_pass(ds, *model, out, prev, acc, ctx, *bounds, &skipped)
