@@ -139,10 +139,12 @@ def test_n_init_and_tol_stop():
         assert_same_fit(fit(Xs, P, 6, "lloyd", **kw), fit(Xs, P, 6, "bounded", **kw))
 
 
-def test_auto_is_bounded():
+def test_auto_picks_bounded_when_rows_are_wide():
     Xs, P = clustered(800, [8, 8], 4, 0.2, 0)
-    imp = fit(Xs, P, 4, "auto", random_state=0)
+    imp = fit(Xs, P, 4, "auto", random_state=0)  # 4 K <= 16 columns: bounded
     assert any(h["skipped"] > 0 for h in imp.history_)
+    narrow = fit(Xs, P, 5, "auto", random_state=0)  # 4 K > 16: lloyd (iteration inertia known)
+    assert all(h["skipped"] == 0 and not math.isnan(h["inertia"]) for h in narrow.history_)
     assert ul4m4.UL4M4Imputer().algorithm == "auto"
 
 

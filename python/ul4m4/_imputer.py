@@ -81,8 +81,10 @@ class UL4M4Imputer:
         'bounded' runs the same Lloyd iterations (same labels, centres and n_iter, bit for
         bit) but skips the rows whose distance bounds prove their label cannot change
         (docs/bounded-lloyd.md); its ``history_`` inertia is NaN except in the last
-        iteration. 'auto' (default) is 'bounded' for in-memory CPU fits; CUDA fits run
-        'lloyd'.
+        iteration; it keeps N x K float32 bounds. 'auto' (default) is 'bounded' when
+        4 * n_clusters <= the total width (the bounds then take at most a quarter of the
+        float32 data, and a skipped row saves K full-width distances), else 'lloyd'. CUDA
+        fits run 'lloyd'.
     completion : 'greedy' or 'soft'
         'greedy' is the paper's iterative greedy completion (with the anchored-pairs rule);
         'soft' fills a missing modality with a distance-weighted mean of the centres that
@@ -300,7 +302,7 @@ class UL4M4Imputer:
         else:
             res = _core.kmeans(prep.Xs, prep.present, mu, sigma, K, int(self.max_iter), float(self.tol), n_init,
                                seed, init_C, init_H, on_iter if use_cb else None, nt, chunk,
-                               "lloyd" if self.algorithm == "lloyd" else "bounded")
+                               self._algorithm_for(K, sum(prep.dims)))
         self.mean_ = list(mu)
         self.scale_ = list(sigma)
         self.cluster_centers_ = list(res["centres"])
@@ -320,6 +322,11 @@ class UL4M4Imputer:
             warnings.warn(f"k-means stopped at max_iter={self.max_iter} before convergence; "
                           "increase max_iter or tol", ConvergenceWarning, stacklevel=2)
         return self
+
+    def _algorithm_for(self, K: int, width: int) -> str:
+        if self.algorithm == "auto":
+            return "bounded" if 4 * K <= width else "lloyd"
+        return self.algorithm
 
     @staticmethod
     def _init_centres(init, mu, sigma, K):
