@@ -71,7 +71,8 @@ def main(argv=None):
             skipped = [round(h["skipped"], 4) for h in b.history_]
             it_l = [h["seconds"] for h in a.history_]
             it_b = [h["seconds"] for h in b.history_]
-            run = {"k": K, "missing": missing, "n_iter": a.n_iter_, "identical": same,
+            run = {"k": K, "missing": missing, "n_iter": a.n_iter_, "converged": a.n_iter_ < args.max_iter,
+                   "identical": same,
                    "lloyd_s": min(times["lloyd"]), "bounded_s": min(times["bounded"]),
                    "lloyd_all_s": times["lloyd"], "bounded_all_s": times["bounded"],
                    "speedup": min(times["lloyd"]) / min(times["bounded"]),
