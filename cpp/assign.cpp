@@ -179,8 +179,12 @@ PassStats assign_pass(const Dataset& ds, const Model& model, int32_t* labels, do
 // on the real-arithmetic distances D (float64 centres, the row normalised without
 // rounding) therefore move by the shifts (Elkan's bounds): upper += shift of the label,
 // lower_j -= shift_j. A centre whose presence changes on a row's modalities
-// (a & h_j != a & h_j') has an infinite shift: the bounds it touches reset (upper: the
-// distance to the own centre is recomputed; lower_j: 0, then checked explicitly).
+// (S = a & h_j != S' = a & h_j') resets the bounds it touches: the upper bound of its rows
+// (the distance to the own centre is recomputed), and lower_j, except when S' is empty
+// (the distance is +inf) or S' only adds modalities to a non-empty S: then, the added terms
+// being >= 0, D_S'(z, c')^2 >= |S|/|S'| D_S(z, c')^2, so
+// lower_j' = sqrt(|S|/|S'|) max(0, lower_j - D_S(c_j, c_j')). A reset lower bound is 0 and
+// the centre is then checked explicitly (below).
 //
 // Rows are grouped by presence set (up to kMaxGroups distinct sets), and shift_j(a) is
 // exact for the group: sqrt(mean over S of f_m), f_m = ||c_j^m - c_j'^m||^2 / d_m. With
@@ -321,12 +325,18 @@ void Bounds::set_shifts(const Centres& old, const Centres& neu, const Normalizer
     }
   constexpr double kInflate = 1.0 + 1e-9;
   shift.assign(G * K, 0.0);
+  scale.assign(G * K, 1.0);
+  auto mean_shift = [&](int64_t j, uint64_t s) {
+    double num = 0.0;
+    for_bits(s, [&](int m) { num += f[j * M + m]; });
+    return std::sqrt(num / popcount(s)) * kInflate;
+  };
   for (int64_t g = 0; g < G; ++g)
     for (int64_t j = 0; j < K; ++j) {
-      double v;
+      double v = 0.0, sc = 1.0;
       if (gmask.empty()) {
         if (ho[j] != hn[j]) {
-          v = kInf;
+          sc = 0.0;
         } else {
           double mx = 0.0;
           for_bits(hn[j], [&](int m) { mx = std::max(mx, f[j * M + m]); });
@@ -334,17 +344,19 @@ void Bounds::set_shifts(const Centres& old, const Centres& neu, const Normalizer
         }
       } else {
         const uint64_t a = gmask[g], so = a & ho[j], sn = a & hn[j];
-        if (so != sn) {
-          v = kInf;
+        if (so == sn) {
+          if (sn) v = mean_shift(j, sn);  // else: shares nothing before and after (+inf stays)
         } else if (!sn) {
-          v = 0.0;  // shares nothing before and after: the distance stays +inf
+          sc = -1.0;  // shares nothing now: the distance is +inf
+        } else if (so && !(so & ~sn)) {
+          v = mean_shift(j, so);  // only gained modalities
+          sc = std::sqrt(static_cast<double>(popcount(so)) / popcount(sn)) * (1.0 - 1e-12);
         } else {
-          double num = 0.0;
-          for_bits(sn, [&](int m) { num += f[j * M + m]; });
-          v = std::sqrt(num / popcount(sn)) * kInflate;
+          sc = 0.0;
         }
       }
       shift[g * K + j] = v;
+      scale[g * K + j] = sc;
     }
   shifts_ready = true;
 }
@@ -398,9 +410,10 @@ PassStats bounded_pass(const Dataset& ds, const Model& model, int32_t* labels, c
     const uint64_t a = row_mask(ds, i);
     const int64_t g = b.group[i];
     const double* sh = b.shift.data() + g * K;
+    const double* sc = b.scale.data() + g * K;
     float* lb = b.lower.data() + i * K;
     const double E = margin(i, a);
-    const double up = b.upper[i] + sh[p];
+    const double up = sc[p] == 1.0 ? b.upper[i] + sh[p] : kInf;
     b.upper[i] = up;
     b.best[i] = std::numeric_limits<double>::quiet_NaN();
     // v_p <= up^2 + E, so any v_j above thr_u is outside v_p's tie band.
@@ -408,7 +421,16 @@ PassStats bounded_pass(const Dataset& ds, const Model& model, int32_t* labels, c
     int64_t* fail = fail_local[tid].data();
     int64_t n_fail = 0, n_low = 0;  // n_low: centres even v_p = 0 would not clear
     for (int64_t j = 0; j < K; ++j) {
-      double v = sh[j] == kInf ? 0.0 : static_cast<double>(lb[j]) - sh[j];
+      double v;
+      if (sc[j] == 1.0) {
+        v = static_cast<double>(lb[j]) - sh[j];
+      } else if (sc[j] < 0.0) {
+        v = kInf;
+      } else if (sc[j] == 0.0) {
+        v = 0.0;
+      } else {
+        v = (static_cast<double>(lb[j]) - sh[j]) * sc[j];  // lb finite: the old shared set was not empty
+      }
       if (!(v > 0.0)) v = 0.0;
       const float l = round_down(v);
       lb[j] = l;

@@ -43,7 +43,9 @@ struct Bounds {
   std::vector<double> rmu;           // M: ||mu_m / sigma_m||
   std::vector<int32_t> group;        // N: index of the row's presence set in gmask
   std::vector<uint64_t> gmask;       // G presence sets; empty: one group, shifts by max over m
-  std::vector<double> shift;         // G x K: bound on D_S(c_old_j, c_new_j); inf resets
+  std::vector<double> shift;         // G x K: bound on D_S(c_old_j, c_new_j), S the old shared set
+  std::vector<double> scale;         // G x K: new lower = scale * max(0, lower - shift); 1: same
+                                     // shared set; 0: reset; < 0: shares nothing now (+inf)
 };
 
 /// One Lloyd assignment pass (labels, update sums, n_changed, n_unassigned identical to
