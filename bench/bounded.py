@@ -84,11 +84,11 @@ def main(argv=None):
             print(f"missing {missing:.2f} K {K:4d}: n_iter {a.n_iter_:3d}  lloyd {run['lloyd_s']:8.2f} s  "
                   f"bounded {run['bounded_s']:8.2f} s  = {run['speedup']:.2f}x  identical {same}  "
                   f"skipped mean {run['skipped_mean']:.3f} (first 8: {skipped[:8]})", flush=True)
+            res["loadavg_end"] = os.getloadavg()
+            if args.json:  # after every run, so that a long session keeps what it measured
+                with open(args.json, "w") as fh:
+                    json.dump(res, fh, indent=1)
         del Xs, P
-    res["loadavg_end"] = os.getloadavg()
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(res, fh, indent=1)
     return res
 
 
