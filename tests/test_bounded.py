@@ -153,3 +153,20 @@ def test_algorithm_validation(bad):
     Xs, P = clustered(50, [3], 2, 0.0, 0)
     with pytest.raises(ValueError, match="algorithm"):
         ul4m4.UL4M4Imputer(2, algorithm=bad).fit(Xs, mask=P)
+
+
+@pytest.mark.parametrize("level", ul4m4.available_simd_levels())
+def test_bounded_equals_lloyd_at_every_simd_level(level):
+    # The explicit distances of the bounded pass must match the kernel's table bit for bit
+    # at every level (a pair's dot product may not depend on the tile that computes it).
+    Xs, P = clustered(1500, [40, 24, 9], 6, 0.4, 3)
+    original = ul4m4.simd_level()
+    try:
+        ul4m4.set_simd_level(level)
+        kw = dict(random_state=0, max_iter=40, tol=0.0, n_threads=2)
+        lloyd = fit(Xs, P, 7, "lloyd", **kw)
+        bounded = fit(Xs, P, 7, "bounded", **kw)
+    finally:
+        ul4m4.set_simd_level(original)
+    assert_same_fit(lloyd, bounded)
+    assert max(h["skipped"] for h in bounded.history_) > 0.3
