@@ -178,7 +178,7 @@ def run_size(n, args, nt, peers, notes, log):
 
     # ul4m4.
     for data, mask in (("complete", full), ("half", P)):
-        imp = ul4m4.UL4M4Imputer(K, init=(C, Hfull), max_iter=args.iters, tol=0.0, n_threads=nt)
+        imp = ul4m4.UL4M4Imputer(K, init=(C, Hfull), max_iter=args.iters, tol=0.0, algorithm="lloyd", n_threads=nt)
         w = _quiet()
         t0 = time.perf_counter()
         imp.fit(Xs, mask=mask)

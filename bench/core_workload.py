@@ -150,7 +150,7 @@ def main(argv=None):
     # Lloyd iterations.
     def iter_time(mask):
         imp = ul4m4.UL4M4Imputer(args.k, init=(C, np.ones((args.k, len(Xs)), bool)), max_iter=args.repeat + 1,
-                                 tol=0.0, n_threads=nt)
+                                 tol=0.0, algorithm="lloyd", n_threads=nt)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             imp.fit(Xs, mask=mask)

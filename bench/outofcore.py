@@ -316,7 +316,7 @@ def bench_dask(d: Path, rows: int, k: int, max_iter: int, block_rows: int, repea
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             t0 = time.perf_counter()
-            ref = ul4m4.UL4M4Imputer(k, init=init, max_iter=max_iter, tol=0.0).fit(Xs, mask=P)
+            ref = ul4m4.UL4M4Imputer(k, init=init, max_iter=max_iter, tol=0.0, algorithm="lloyd").fit(Xs, mask=P)
             return time.perf_counter() - t0, ref
 
     single_times = []

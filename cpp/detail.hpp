@@ -184,6 +184,13 @@ inline bool row_finite(const MatrixView& v, int64_t i) {
                               "(the data are not on the scale the model was fitted on)");
 }
 
+/// One entry of the table below from ||z||^2, ||c||^2 and the float32 dot z.c (the one
+/// expression every caller shares, so a single pair recomputed elsewhere gets the same bits).
+inline float e_value(double zz, double cn, float dot, double inv_d) {
+  const double v = zz + cn - 2.0 * static_cast<double>(dot);
+  return static_cast<float>(v > 0.0 ? v * inv_d : 0.0);
+}
+
 /// e[t][l][m] = ||z_i^m - c_l^m||^2 / d_m for rows i = r0 + t of the chunk with m present
 /// (and select[t] != 0 when select is given), for every l (values for centres without m
 /// are meaningless and must be masked by the caller). Uses the expansion
@@ -215,10 +222,7 @@ inline void e_table(const Dataset& ds, const Normalizer& norm, const CentreTable
       float* e = s.e.data() + s.local[q] * K * M + m;
       const float* dot = s.dots.data() + q * K;
       const double zz = s.zz[q];
-      for (int64_t l = 0; l < K; ++l) {
-        const double v = zz + cn[l] - 2.0 * static_cast<double>(dot[l]);
-        e[l * M] = static_cast<float>(v > 0.0 ? v * inv_d : 0.0);
-      }
+      for (int64_t l = 0; l < K; ++l) e[l * M] = e_value(zz, cn[l], dot[l], inv_d);
     }
   }
 }

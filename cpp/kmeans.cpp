@@ -120,7 +120,16 @@ KMeansResult lloyd(const Dataset& ds, const Normalizer& norm, Centres init, cons
   Accumulator acc(ds.n, chunk, init.K, norm.d);
   auto model = std::make_unique<Model>(norm, std::move(init), false);
   std::vector<int32_t> labels(ds.n), next(ds.n);
-  PassStats st = assign_pass(ds, *model, labels.data(), nullptr, nullptr, &acc, ctx);
+  // Bounded: the same passes, skipping rows whose label is proved (assign.cpp); the
+  // labels and update sums are Lloyd's, so are the centres and n_iter.
+  std::unique_ptr<Bounds> bounds;
+  if (p.algorithm == KMeansParams::Algorithm::Bounded) bounds = std::make_unique<Bounds>(ds, norm, model->K(), ctx);
+  double skipped = 0.0;
+  auto pass = [&](int32_t* out, const int32_t* prev) {
+    return bounds ? bounded_pass(ds, *model, out, prev, acc, ctx, *bounds, &skipped)
+                  : assign_pass(ds, *model, out, nullptr, prev, &acc, ctx);
+  };
+  PassStats st = pass(labels.data(), nullptr);
   r.n_iter = 0;
   while (r.n_iter < p.max_iter) {
     const auto t0 = clock::now();
@@ -128,14 +137,17 @@ KMeansResult lloyd(const Dataset& ds, const Normalizer& norm, Centres init, cons
     ++r.n_iter;
     double shift = 0.0;
     for (int64_t j = 0; j < c.K; ++j) shift = std::max(shift, centre_shift(model->centres(), c, j, norm.d));
+    if (bounds) bounds->set_shifts(model->centres(), c, norm);
     model = std::make_unique<Model>(norm, std::move(c), false);
-    st = assign_pass(ds, *model, next.data(), nullptr, labels.data(), &acc, ctx);
+    st = pass(next.data(), labels.data());
     labels.swap(next);
     IterationStats it;
     it.iteration = r.n_iter;
-    it.inertia = st.inertia;
+    // The bounded pass knows the distances of the rows it computed only.
+    it.inertia = bounds ? std::numeric_limits<double>::quiet_NaN() : st.inertia;
     it.n_changed = st.n_changed;
     it.max_shift = shift;
+    it.skipped = bounds ? skipped : 0.0;
     it.seconds = std::chrono::duration<double>(clock::now() - t0).count();
     r.history.push_back(it);
     const bool go_on = !ctx.on_iteration || ctx.on_iteration(it);
@@ -144,6 +156,10 @@ KMeansResult lloyd(const Dataset& ds, const Normalizer& norm, Centres init, cons
       break;
     }
     if (!go_on) break;
+  }
+  if (bounds) {
+    st.inertia = bounded_inertia(ds, *model, labels.data(), acc.n_blocks, ctx, *bounds);
+    if (!r.history.empty()) r.history.back().inertia = st.inertia;
   }
   r.centres = model->centres();
   r.labels = std::move(labels);

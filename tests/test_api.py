@@ -147,7 +147,7 @@ def test_get_set_params():
     imp = UL4M4Imputer(3, completion="soft", random_state=4)
     p = imp.get_params()
     assert p["n_clusters"] == 3 and p["completion"] == "soft" and p["random_state"] == 4
-    assert set(p) == {"n_clusters", "init", "n_init", "max_iter", "tol", "completion", "temperature_scale",
+    assert set(p) == {"n_clusters", "init", "n_init", "max_iter", "tol", "algorithm", "completion", "temperature_scale",
                       "temperature", "empty_rows", "modality_dims", "missing_values", "random_state", "n_threads", "chunk_size",
                       "device", "verbose"}
     assert imp.set_params(n_clusters=5, tol=0.5) is imp

@@ -232,13 +232,17 @@ PYBIND11_MODULE(_core, mod) {
   mod.def("kmeans", [](std::vector<py::array> Xs, U8 present, std::vector<F64> mu, std::vector<F64> sigma,
                        int64_t n_clusters, int max_iter, double tol, int n_init, uint64_t seed,
                        std::optional<std::vector<F64>> init_C, std::optional<U8> init_H,
-                       std::optional<py::function> callback, int n_threads, int64_t chunk) {
+                       std::optional<py::function> callback, int n_threads, int64_t chunk,
+                       const std::string& algorithm) {
     Inputs in = make_dataset(Xs, present);
     Normalizer norm = make_norm(mu, sigma);
     if (norm.M() != in.ds.M()) throw py::value_error("statistics do not match the modalities");
+    if (algorithm != "lloyd" && algorithm != "bounded")
+      throw py::value_error("algorithm must be 'lloyd' or 'bounded', got '" + algorithm + "'");
     std::optional<Centres> init;
     if (init_C) init = make_centres(*init_C, *init_H, norm);
-    const KMeansParams p = ul4m4_bindings::kmeans_params(n_clusters, max_iter, tol, n_init, seed);
+    KMeansParams p = ul4m4_bindings::kmeans_params(n_clusters, max_iter, tol, n_init, seed);
+    p.algorithm = algorithm == "bounded" ? KMeansParams::Algorithm::Bounded : KMeansParams::Algorithm::Lloyd;
     RunContext ctx = make_ctx(n_threads, chunk);
     ul4m4_bindings::IterationCallback cb(std::move(callback));
     ctx.on_iteration = cb.hook();
@@ -256,7 +260,7 @@ PYBIND11_MODULE(_core, mod) {
     return out;
   }, py::arg("Xs"), py::arg("present"), py::arg("mu"), py::arg("sigma"), py::arg("n_clusters"),
      py::arg("max_iter"), py::arg("tol"), py::arg("n_init"), py::arg("seed"), py::arg("init_C"),
-     py::arg("init_H"), py::arg("callback"), py::arg("n_threads"), py::arg("chunk"));
+     py::arg("init_H"), py::arg("callback"), py::arg("n_threads"), py::arg("chunk"), py::arg("algorithm") = "lloyd");
 
   mod.def("seed_kmeanspp", [](std::vector<py::array> Xs, U8 present, std::vector<F64> mu,
                               std::vector<F64> sigma, int64_t K, uint64_t seed, int n_threads, int64_t chunk) {

@@ -68,11 +68,11 @@ class IterationCallback {
   std::optional<pybind11::error_already_set> error_;
 };
 
-/// [(iteration, inertia, n_changed, max_shift, seconds), ...]
+/// [(iteration, inertia, n_changed, max_shift, seconds, skipped), ...]
 inline pybind11::list history_list(const std::vector<ul4m4::IterationStats>& history) {
   pybind11::list out;
   for (const auto& s : history)
-    out.append(pybind11::make_tuple(s.iteration, s.inertia, s.n_changed, s.max_shift, s.seconds));
+    out.append(pybind11::make_tuple(s.iteration, s.inertia, s.n_changed, s.max_shift, s.seconds, s.skipped));
   return out;
 }
 

@@ -54,6 +54,14 @@ class UL4M4Imputer(SklearnProtocol):
         Lloyd iterations at most.
     tol : float
         Stop when the largest centre shift (partial distance, z-space) is <= tol.
+    algorithm : 'auto', 'lloyd' or 'bounded'
+        'bounded' runs the same Lloyd iterations (same labels, centres and n_iter, bit for
+        bit) but skips the rows whose distance bounds prove their label cannot change
+        (docs/bounded-lloyd.md); its ``history_`` inertia is NaN except in the last
+        iteration; it keeps N x K float32 bounds. 'auto' (default) is 'bounded' when
+        4 * n_clusters <= the total width (the bounds then take at most a quarter of the
+        float32 data, and a skipped row saves K full-width distances), else 'lloyd'. CUDA
+        fits run 'lloyd'.
     completion : 'greedy', 'soft' or 'auto'
         'greedy' is the paper's iterative greedy completion (with the anchored-pairs rule);
         'soft' fills a missing modality with a distance-weighted mean of the centres that
@@ -130,7 +138,8 @@ class UL4M4Imputer(SklearnProtocol):
     n_iter_ : int
         Lloyd iterations run.
     history_ : list of dict
-        Per iteration: inertia, n_changed, max_shift, seconds.
+        Per iteration: inertia, n_changed, max_shift, seconds, skipped (the fraction of
+        row-centre distances the bounded algorithm did not compute).
     completion_, temperature_scale_ : str, float
         The completion transform uses by default: the constructor's values, or with
         ``completion='auto'`` the fitted choice (for a greedy choice, temperature_scale_ is
@@ -162,7 +171,7 @@ class UL4M4Imputer(SklearnProtocol):
     """
 
     def __init__(self, n_clusters: int = 8, *, init: Any = "k-means++", n_init: int = 1,
-                 max_iter: int = 300, tol: float = 1e-4, completion: str = "greedy",
+                 max_iter: int = 300, tol: float = 1e-4, algorithm: str = "auto", completion: str = "greedy",
                  temperature_scale: float = 1.0, temperature: Optional[float] = None,
                  empty_rows: str = "error", modality_dims: Optional[Sequence[int]] = None,
                  missing_values: float = np.nan,
@@ -173,6 +182,7 @@ class UL4M4Imputer(SklearnProtocol):
         self.n_init = n_init
         self.max_iter = max_iter
         self.tol = tol
+        self.algorithm = algorithm
         self.completion = completion
         self.temperature_scale = temperature_scale
         self.temperature = temperature
@@ -306,7 +316,8 @@ class UL4M4Imputer(SklearnProtocol):
                               on_iter if use_cb else None)
         else:
             res = _core.kmeans(prep.Xs, prep.present, mu, sigma, K, int(self.max_iter), float(self.tol), n_init,
-                               seed, init_C, init_H, on_iter if use_cb else None, nt, chunk)
+                               seed, init_C, init_H, on_iter if use_cb else None, nt, chunk,
+                               self._algorithm_for(K, sum(prep.dims)))
         self._set_fitted(mu, sigma, res, res["labels"], prep.dims,
                          n_features_in=int(sum(prep.dims)) if prep.kind == "dense" else None)
         if self.completion == "auto":
@@ -329,7 +340,8 @@ class UL4M4Imputer(SklearnProtocol):
         self.inertia_ = float(res["inertia"])
         self.n_iter_ = int(res["n_iter"])
         self.history_ = [dict(iteration=int(h[0]), inertia=float(h[1]), n_changed=int(h[2]), max_shift=float(h[3]),
-                              seconds=float(h[4])) for h in res["history"]]
+                              seconds=float(h[4]), skipped=float(h[5]) if len(h) > 5 else 0.0)
+                         for h in res["history"]]
         self.n_modalities_ = len(dims)
         self.modality_dims_ = tuple(int(d) for d in dims)
         if n_features_in is not None:
@@ -348,6 +360,11 @@ class UL4M4Imputer(SklearnProtocol):
         if not res["converged"] and self.n_iter_ == self.max_iter and self.max_iter > 0:
             warnings.warn(f"k-means stopped at max_iter={self.max_iter} before convergence; "
                           "increase max_iter or tol", ConvergenceWarning, stacklevel=stacklevel)
+
+    def _algorithm_for(self, K: int, width: int) -> str:
+        if self.algorithm == "auto":
+            return "bounded" if 4 * K <= width else "lloyd"
+        return self.algorithm
 
     @staticmethod
     def _init_centres(init, mu, sigma, K):

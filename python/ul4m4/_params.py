@@ -32,7 +32,7 @@ INT64_MAX = 2**63 - 1
 UINT64_LIMIT = 2**64
 
 #: The constructor's parameters, in order.
-PARAM_NAMES = ("n_clusters", "init", "n_init", "max_iter", "tol", "completion", "temperature_scale",
+PARAM_NAMES = ("n_clusters", "init", "n_init", "max_iter", "tol", "algorithm", "completion", "temperature_scale",
                "temperature", "empty_rows", "modality_dims", "missing_values", "random_state", "n_threads",
                "chunk_size", "device", "verbose")
 #: The parameters a model file's header stores (init and random_state only matter to fit).
@@ -106,6 +106,9 @@ def check_param(name: str, value: Any) -> None:
     elif name == "tol":
         if isinstance(v, bool) or not isinstance(v, Real) or not float(v) >= 0:
             raise ValueError(f"tol must be a float >= 0, got {v!r}")
+    elif name == "algorithm":
+        if not (isinstance(v, str) and v in ("auto", "lloyd", "bounded")):
+            raise ValueError(f"algorithm must be 'auto', 'lloyd' or 'bounded', got {v!r}")
     elif name == "completion":
         if not (isinstance(v, str) and v in ("greedy", "soft", "auto")):
             raise ValueError(f"completion must be 'greedy', 'soft' or 'auto', got {v!r}")

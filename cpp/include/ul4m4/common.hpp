@@ -28,6 +28,10 @@ struct IterationStats {
   int64_t n_changed = 0;     ///< rows whose label changed in the re-assignment
   double max_shift = 0.0;    ///< max_j D(c_old_j, c_new_j) (partial distance)
   double seconds = 0.0;      ///< wall time of the iteration
+  /// Fraction of the N x K row-centre distances the bounded algorithm did not compute in
+  /// this iteration's assignment (0 for Lloyd). Its inertia is NaN except in the last
+  /// iteration (skipped rows' distances are not computed).
+  double skipped = 0.0;
 };
 
 /// Parameters of masked k-means.
@@ -37,6 +41,11 @@ struct KMeansParams {
   double tol = 1e-4;        ///< stop when max centre shift <= tol
   int n_init = 1;           ///< restarts (k-means++ only); best = fewest -1 rows, then inertia
   uint64_t seed = 0;        ///< seed of k-means++ (xoshiro256**, ul4m4/rng.hpp)
+  /// Lloyd: every distance every iteration. Bounded: the same iterations (labels, centres,
+  /// n_iter bit for bit), skipping rows whose distance bounds prove their label cannot
+  /// change (docs/bounded-lloyd.md). The CPU engine only; the CUDA engine runs Lloyd.
+  enum class Algorithm { Lloyd, Bounded };
+  Algorithm algorithm = Algorithm::Lloyd;
 };
 
 /// Parameters of a completion.
