@@ -315,14 +315,7 @@ void Bounds::set_shifts(const Centres& old, const Centres& neu, const Normalizer
       if (neu.has(j, m)) hn[j] |= uint64_t{1} << m;
       if (!old.has(j, m) || !neu.has(j, m)) continue;
       const int64_t d = norm.d[m];
-      const double* x = old.z[m].data() + j * d;
-      const double* y = neu.z[m].data() + j * d;
-      double acc = 0.0;
-      for (int64_t k = 0; k < d; ++k) {
-        const double t = x[k] - y[k];
-        acc += t * t;
-      }
-      f[j * M + m] = acc / static_cast<double>(d);
+      f[j * M + m] = mean_sq_diff(old.z[m].data() + j * d, neu.z[m].data() + j * d, d);
     }
   constexpr double kInflate = 1.0 + 1e-9;
   shift.assign(G * K, 0.0);

@@ -28,6 +28,17 @@ inline uint64_t row_mask(const Dataset& ds, int64_t i) {
   return b;
 }
 
+/// ||a - b||^2 / d over d float64 values, summed in index order: the per-modality term of
+/// the partial distance between two centres (centre shift, greedy's f table, the bounds).
+inline double mean_sq_diff(const double* a, const double* b, int64_t d) {
+  double s = 0.0;
+  for (int64_t k = 0; k < d; ++k) {
+    const double t = a[k] - b[k];
+    s += t * t;
+  }
+  return s / static_cast<double>(d);
+}
+
 // Common code is built for baseline x86-64 (no POPCNT instruction), where
 // __builtin_popcountll is a call into libgcc; this inline SWAR count is branch- and call-free.
 inline int popcount(uint64_t b) {

@@ -49,14 +49,7 @@ double centre_shift(const Centres& a, const Centres& b, int64_t j, const std::ve
   int cnt = 0;
   for (int m = 0; m < M; ++m) {
     if (!a.has(j, m) || !b.has(j, m)) continue;
-    const double* x = a.z[m].data() + j * d[m];
-    const double* y = b.z[m].data() + j * d[m];
-    double s = 0.0;
-    for (int64_t k = 0; k < d[m]; ++k) {
-      const double t = x[k] - y[k];
-      s += t * t;
-    }
-    num += s / static_cast<double>(d[m]);
+    num += mean_sq_diff(a.z[m].data() + j * d[m], b.z[m].data() + j * d[m], d[m]);
     ++cnt;
   }
   return cnt ? std::sqrt(num / cnt) : kInf;

@@ -108,14 +108,7 @@ const std::vector<double>& Model::f() const {
         for (int m = 0; m < M; ++m) {
           if (!c_.has(j, m) || !c_.has(l, m)) continue;
           const int64_t d = norm_.d[m];
-          const double* a = c_.z[m].data() + j * d;
-          const double* b = c_.z[m].data() + l * d;
-          double s = 0.0;
-          for (int64_t k = 0; k < d; ++k) {
-            const double t = a[k] - b[k];
-            s += t * t;
-          }
-          f[(j * K + l) * M + m] = s / static_cast<double>(d);
+          f[(j * K + l) * M + m] = mean_sq_diff(c_.z[m].data() + j * d, c_.z[m].data() + l * d, d);
         }
     f_ = std::move(f);
     f_ready_.store(true);
