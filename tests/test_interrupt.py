@@ -46,7 +46,6 @@ def test_sigint_stops_fit_and_gil_is_released():
 # stderr and wait there): it exits within two seconds, and --out-dir holds either the previous
 # complete result or the new one with a manifest matching it; nothing else is left behind.
 import json  # noqa: E402
-import queue as _queue  # noqa: E402
 import threading  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -222,41 +221,72 @@ def test_impute_squatting_directory_refused_before_any_work(impute_data, tmp_pat
 
 
 # ----------------------------------------------------------------------------- threads
-def test_writer_abort_never_blocks_on_a_lost_wakeup():
-    """A put() interrupted between appending its item and notifying the writer (Ctrl-C
-    inside Queue.put) left the writer asleep and abort() spinning forever."""
-    from ul4m4.outofcore import _WriterThread
+def test_writer_abort_drops_queued_items_and_never_blocks(monkeypatch):
+    """abort() (an error, Ctrl-C or SIGTERM) returns while a write hangs, after at most
+    ABORT_WAIT, and the items queued behind that write are never written."""
+    from ul4m4 import _writers
 
-    wt = _WriterThread(lambda *a: None, depth=1)
-    released = []
-    with wt.q.mutex:  # the item is queued, the waiting writer is never notified
-        wt.q.queue.append((0, None, None, None, lambda: released.append(1)))
+    monkeypatch.setattr(_writers, "ABORT_WAIT", 0.5)
+    gate, started, written, released = threading.Event(), threading.Event(), [], []
+
+    def write(r0):
+        started.set()
+        gate.wait(30)
+        written.append(r0)
+
+    wt = _writers.WriterThread(write, depth=1)
+    wt.put(0, lambda: released.append(0))
+    assert started.wait(30)
+    wt.put(1, lambda: released.append(1))  # queued behind the hanging write
     done = threading.Event()
     threading.Thread(target=lambda: (wt.abort(), done.set()), daemon=True).start()
     assert done.wait(30), "abort() blocked"
-    wt.thread.join(30)
-    assert not wt.thread.is_alive()
+    gate.set()
+    with pytest.raises(RuntimeError, match="aborted"):
+        wt.finish()  # waits for the writer thread to end
+    assert written == [0] and released == [0]
 
 
 def test_prefetch_consumer_never_waits_on_a_dead_reader():
-    from ul4m4.outofcore import _Prefetch
+    """A read that dies, with any exception (SystemExit too), hands it to the consumer: the
+    consumer never waits for a chunk that will not come."""
+    from ul4m4._chunks import ChunkSource, Prefetch, row_ranges
 
-    pf2 = _Prefetch.__new__(_Prefetch)  # a reader that died without its last word
-    pf2.q = _queue.Queue(maxsize=1)
-    pf2.thread = threading.Thread(target=lambda: None)
-    pf2.thread.start()
-    pf2.thread.join()
+    class Dying(ChunkSource):
+        def read(self, r0, r1, *args, **kwargs):
+            if r0 > 0:
+                raise SystemExit("the reader died")
+            return super().read(r0, r1, *args, **kwargs)
+
+    pf = Prefetch(Dying([np.zeros((10, 2))]), row_ranges(10, 4), depth=1, pool=True, rows=4)
     got = []
     done = threading.Event()
 
     def consume():
         try:
-            for item in pf2:
-                got.append(item)
-        except RuntimeError as exc:
+            for r0, *_ in pf:
+                got.append(r0)
+        except SystemExit as exc:
             got.append(str(exc))
-        done.set()
+        finally:
+            pf.close()
+            done.set()
 
     threading.Thread(target=consume, daemon=True).start()
     assert done.wait(30), "the consumer waited forever"
-    assert got == ["the reader thread stopped before the last chunk"]
+    assert got == [0, "the reader died"]
+
+
+def test_prefetch_close_never_waits_on_a_reader_without_buffers():
+    """A consumer that stops while the reader waits for a buffer set it never hands back:
+    close() wakes the reader and returns."""
+    from ul4m4._chunks import ChunkSource, Prefetch, row_ranges
+
+    src = ChunkSource([np.zeros((40, 2))])
+    pf = Prefetch(src, row_ranges(40, 4), depth=1, pool=True, rows=4)  # 3 buffer sets, none released
+    it = iter(pf)
+    held = [next(it) for _ in range(3)]
+    done = threading.Event()
+    threading.Thread(target=lambda: (pf.close(), done.set()), daemon=True).start()
+    assert done.wait(30), "close() blocked"
+    assert [h[0] for h in held] == [0, 4, 8]

@@ -56,7 +56,7 @@ def _to_numpy(x: Any, what: str) -> np.ndarray:
     raise TypeError(f"{what}: expected a numpy array or torch tensor, got {type(x).__name__}")
 
 
-def _check_float(a: np.ndarray, what: str) -> np.ndarray:
+def check_float(a: np.ndarray, what: str) -> np.ndarray:
     """float32 / float64 compared by value (kind and size), any byte order: a big-endian
     array is converted to a native copy (the caller's array is never changed)."""
     dt = a.dtype
@@ -75,7 +75,7 @@ def _check_float(a: np.ndarray, what: str) -> np.ndarray:
     raise TypeError(f"{what} has unsupported dtype {dt}; ul4m4 works on float32 or float64 embeddings")
 
 
-def _rows_contiguous(a: np.ndarray) -> np.ndarray:
+def rows_contiguous(a: np.ndarray) -> np.ndarray:
     """A view when rows are already contiguous, else a C-contiguous copy."""
     es = a.itemsize
     ok = (a.shape[1] <= 1 or a.strides[1] == es) and a.strides[0] >= 0 and a.strides[0] % es == 0
@@ -164,10 +164,10 @@ def prepare(X: Any, mask: Any, modality_dims: Optional[Sequence[int]], core: Any
             a = _to_numpy(x, f"modality {m}")
             if a.ndim != 2:
                 raise ValueError(f"modality {m} must be 2-D (n_samples, d_{m}), got shape {a.shape}")
-            a = _check_float(a, f"modality {m}")
+            a = check_float(a, f"modality {m}")
             if a.shape[1] == 0:
                 raise ValueError(f"modality {m} has width 0")
-            Xs.append(_rows_contiguous(a))
+            Xs.append(rows_contiguous(a))
         n = Xs[0].shape[0]
         for m, a in enumerate(Xs):
             if a.shape[0] != n:
@@ -190,7 +190,7 @@ def prepare(X: Any, mask: Any, modality_dims: Optional[Sequence[int]], core: Any
         dims = [int(d) for d in modality_dims]
         if any(d <= 0 for d in dims) or sum(dims) != a.shape[1]:
             raise ValueError(f"modality_dims {dims} must be positive and sum to X's {a.shape[1]} columns")
-        a = _rows_contiguous(_check_float(a, "X"))
+        a = rows_contiguous(check_float(a, "X"))
         offs = np.concatenate([[0], np.cumsum(dims)])
         Xs = [a[:, offs[m]:offs[m + 1]] for m in range(len(dims))]
         n, kind, dense = a.shape[0], "dense", a

@@ -35,6 +35,14 @@ def check_n_clusters(K: int, eligible: int) -> None:
                          f"(n_samples={eligible})")
 
 
+def default_init_rows(n: int, K: int, row_bytes: int) -> int:
+    """Rows of the k-means++ seeding sample: max(20,000, 50 K), at most 256 MiB of rows
+    (but at least 10 K), at most n."""
+    want = max(20000, 50 * K)
+    cap = max(10 * K, (256 << 20) // max(1, row_bytes))
+    return int(min(n, want, cap))
+
+
 def explicit_init_runs(n_init: int, stacklevel: int = 3) -> int:
     """Explicit initial centres make one run: n_init other than 1 is set to 1, with a warning."""
     if int(n_init) != 1:

@@ -20,7 +20,7 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from ._arrays import (_check_float, _rows_contiguous, _to_numpy, as_mask, check_aliasing, check_dims, check_list_dims,
+from ._arrays import (check_float, rows_contiguous, _to_numpy, as_mask, check_aliasing, check_dims, check_list_dims,
                       explain, is_torch)
 
 __all__ = ["availability", "check_device", "use_cuda", "prepare", "compute_stats", "kmeans", "complete", "assign"]
@@ -146,8 +146,8 @@ def _to_device(x: Any, what: str, dev):
                                  "one device")
             return t
         return t.to(dev)
-    a = _check_float(_to_numpy(x, what), what)
-    a = _rows_contiguous(a) if a.ndim == 2 else np.ascontiguousarray(a)
+    a = check_float(_to_numpy(x, what), what)
+    a = rows_contiguous(a) if a.ndim == 2 else np.ascontiguousarray(a)
     if not a.flags.writeable:  # torch.from_numpy warns on read-only arrays; the copy to the GPU reads only
         a = a.copy()
     return torch.from_numpy(a).to(dev)

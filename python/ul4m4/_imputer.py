@@ -33,7 +33,6 @@ class NotFittedError(ValueError, AttributeError):
 #: Threads a pass runs on (``None``: OpenMP's default on this process's CPUs; an int is
 #: clamped to ``_params.max_threads()``). Kept under this name for outofcore / dask.
 effective_n_threads = _params.resolve_threads
-_seed_from = _params.seed_from
 
 
 class UL4M4Imputer(SklearnProtocol):
@@ -308,7 +307,7 @@ class UL4M4Imputer(SklearnProtocol):
         if not isinstance(self.init, str):
             init_C, init_H = self._init_centres(self.init, mu, sigma, K)
             n_init = _fit.explicit_init_runs(n_init)
-        seed = _seed_from(self.random_state)
+        seed = _params.seed_from(self.random_state)
         on_iter = _fit.iteration_reporter(self.verbose, callback)
         use_cb = bool(self.verbose) or callback is not None
         if cuda:

@@ -235,13 +235,12 @@ class SklearnProtocol:
         return X, _Input(frame=kind, index=index, names=names, dense=dense)
 
     def _sk_fitted(self, X: Any, info: _Input) -> None:
-        """After a successful fit: the feature names of this X (none: attribute removed)."""
+        """After a successful fit: the feature names of this X (none: attribute removed).
+        ``n_features_in_`` is the fit's own (``_set_fitted``: none for a list of modalities)."""
         if info.names is not None:
             self.feature_names_in_ = info.names
         elif hasattr(self, "feature_names_in_"):
             del self.feature_names_in_
-        if not info.dense and hasattr(self, "n_features_in_"):
-            del self.n_features_in_  # a list of modalities has no column count
         self._compiled()  # the completion tables now: predict / transform leave the estimator as it is
 
     def _check_feature_names(self, names: Optional[np.ndarray]) -> None:

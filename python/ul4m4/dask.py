@@ -42,10 +42,12 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _core, _fit
-from ._arrays import as_mask
-from ._imputer import UL4M4Imputer, _seed_from, effective_n_threads
-from .outofcore import (_Moments, _complete_chunk, _completion_args, _shift_rows, chunk_moments,
-                        default_init_rows)
+from ._arrays import as_mask, check_float, rows_contiguous
+from ._chunks import shift_rows
+from ._chunkwise import check_model, complete_chunk, completion_args, rows_observed
+from ._imputer import UL4M4Imputer, effective_n_threads
+from ._moments import Moments, chunk_moments
+from ._params import seed_from
 
 __all__ = ["fit", "transform"]
 
@@ -190,17 +192,8 @@ def _workers_info(client) -> dict:
 
 
 def _contig(Xs: Sequence[np.ndarray]) -> List[np.ndarray]:
-    out = []
-    for x in Xs:
-        x = np.asarray(x)
-        canon = np.dtype(x.dtype.type)
-        if x.dtype is not canon:  # e.g. a dtype rebuilt by unpickling: the core wants numpy's own
-            x = x.view(canon) if x.dtype.isnative else x.astype(canon)
-        if not ((x.shape[1] <= 1 or x.strides[1] == x.itemsize) and x.strides[0] >= 0
-                and x.strides[0] % x.itemsize == 0):
-            x = np.ascontiguousarray(x)
-        out.append(x)
-    return out
+    """A block's rows as the core takes them: native byte order, contiguous rows."""
+    return [rows_contiguous(check_float(np.asarray(x), f"modality {m}")) for m, x in enumerate(Xs)]
 
 
 def _identity(x):
@@ -218,13 +211,13 @@ def _present(Xs: Sequence[np.ndarray], P: Any, r0: int) -> np.ndarray:
         try:
             return _core.presence_from_nan(list(Xs), Xs[0].shape[0], 1, 1024)
         except ValueError as exc:
-            raise ValueError(_shift_rows(str(exc), r0)) from None
+            raise ValueError(shift_rows(str(exc), r0)) from None
     P = np.asarray(P)
     if P.dtype != np.bool_:
         try:
             P = as_mask(P, P.shape[0], P.shape[1] if P.ndim == 2 else -1)
         except ValueError as exc:
-            raise ValueError(_shift_rows(str(exc), r0)) from None
+            raise ValueError(shift_rows(str(exc), r0)) from None
     return np.ascontiguousarray(P, dtype=np.bool_).view(np.uint8)
 
 
@@ -235,11 +228,7 @@ def _threads(n_threads: Optional[int]) -> int:
 # ---------------------------------------------------------------------------- block tasks
 def _block_moments(blk, r0, empty_error, n_threads):
     Xs, P = blk
-    rowany = P.any(axis=1)
-    if empty_error and not rowany.all():
-        i = int(np.flatnonzero(~rowany)[0]) + r0
-        raise ValueError(f"row {i} observes no modality; there is nothing to match it on. Drop such rows, or pass "
-                         "empty_rows='mean' to fill them with the training mean")
+    rowany = rows_observed(P, r0, empty_error)
     mom = chunk_moments(Xs, P, r0, _threads(n_threads))
     return mom.count, mom.mean, mom.m2, int(rowany.sum())
 
@@ -297,12 +286,12 @@ def _block_complete(pack, blk, r0, opts):
     model = _model_of(pack)
     Xs, P = blk
     outs = [np.empty_like(x) for x in Xs]
-    im, un = _complete_chunk(imp_stub, model, Xs, P, outs, completion, ts, temp, _threads(n_threads), r0)
+    im, un = complete_chunk(imp_stub, model, Xs, P, outs, completion, ts, temp, _threads(n_threads), r0)
     return tuple(outs) + (im, un)
 
 
 class _Stub:
-    """What _complete_chunk reads from the estimator."""
+    """What complete_chunk reads from the estimator."""
 
     def __init__(self, empty_rows: str, chunk_size: int):
         self.empty_rows = empty_rows
@@ -421,7 +410,7 @@ def fit(imputer: UL4M4Imputer, arrays: Sequence[Any], mask: Any = None, init: An
     B = _Blocks(arrays, mask, client, persist)
     run = _Runner(client, B)
     rs = imp.random_state if random_state is None else random_state
-    seed = _seed_from(rs)
+    seed = seed_from(rs)
     nt = imp.n_threads
     chunk = int(imp.chunk_size)
     K = int(imp.n_clusters)
@@ -432,7 +421,7 @@ def fit(imputer: UL4M4Imputer, arrays: Sequence[Any], mask: Any = None, init: An
     # ---- statistics (one pass), merged in block order
     parts = run.each(_block_moments, range(len(B)),
                      [(int(B.offsets[b]), imp.empty_rows == "error", nt) for b in range(len(B))], threaded=True)
-    mom = _Moments(B.dims)
+    mom = Moments(B.dims)
     eligible = 0
     for count, mean, m2, elig in parts:
         for m in range(B.M):
@@ -447,7 +436,7 @@ def fit(imputer: UL4M4Imputer, arrays: Sequence[Any], mask: Any = None, init: An
         if init_rows is not None and (isinstance(init_rows, bool) or init_rows < K):
             raise ValueError(f"init_rows must be an int >= n_clusters, got {init_rows!r}")
         row_bytes = sum(d * t.itemsize for d, t in zip(B.dims, B.dtypes))
-        S = int(min(N, init_rows if init_rows is not None else default_init_rows(N, K, row_bytes)))
+        S = int(min(N, init_rows if init_rows is not None else _fit.default_init_rows(N, K, row_bytes)))
         idx = np.arange(N) if S == N else np.sort(np.random.default_rng(seed).choice(N, S, replace=False))
         which, args = [], []
         for b in range(len(B)):
@@ -506,13 +495,9 @@ def transform(imputer: UL4M4Imputer, arrays: Sequence[Any], mask: Any = None, *,
     client = _default_client(client)
     B = _Blocks(arrays, mask, client, persist=False)
     run = _Runner(client, B)
-    M = len(imp.mean_)
-    if B.M != M:
-        raise ValueError(f"X has {B.M} modalities but the model was fitted on {M}")
-    for m, (d, mu) in enumerate(zip(B.dims, imp.mean_)):
-        if d != mu.shape[0]:
-            raise ValueError(f"modality {m} has width {d} but the model was fitted with {mu.shape[0]}")
-    completion, ts, temp = _completion_args(imp, completion, temperature_scale, temperature)
+    check_model(imp, B)
+    M = B.M
+    completion, ts, temp = completion_args(imp, completion, temperature_scale, temperature)
     pack = run.broadcast(_pack(imp.mean_, imp.scale_, [np.nan_to_num(c, nan=0.0) for c in imp.cluster_centers_],
                                np.asarray(imp.center_mask_, bool).view(np.uint8)))
     opts = (_Stub(imp.empty_rows, int(imp.chunk_size)), completion, float(ts),
