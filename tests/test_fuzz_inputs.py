@@ -166,7 +166,6 @@ def _build(c):
             plain = None
     else:
         Xin = Xs
-    n = len(P)
     mk = c["mask"]
     mask = {None: None, "bool": P, "int01": P.astype(np.int64), ">i2": P.astype(">i2"),
             "int2": P.astype(np.int8) * 2, "float": P.astype(float), "shape": P[:, :-1],

@@ -273,7 +273,6 @@ def test_distance_and_predict(spec, max_iter, n_new):
     # the core's minimum D^2 per row (private API: ul4m4._core.assign)
     _, min_d2 = _core.assign(imp._compiled(), Xn, np.ascontiguousarray(Pn).view(np.uint8), 1, 256)
     exp = d2.min(axis=1)
-    f32 = Xs[0].dtype == np.float32
     np.testing.assert_array_equal(np.isinf(min_d2), np.isinf(exp))
     fin = np.isfinite(exp)
     np.testing.assert_allclose(min_d2[fin], exp[fin], rtol=D2_RTOL, atol=D2_ATOL)
