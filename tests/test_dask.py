@@ -11,23 +11,14 @@ dask = pytest.importorskip("dask", reason="dask is not installed (pip install 'u
 da = pytest.importorskip("dask.array", reason="dask.array is not installed (pip install 'dask[array]')")
 distributed = pytest.importorskip("distributed", reason="distributed is not installed (pip install 'ul4m4[dask]')")
 
+from conftest import clusters, initial_rows  # noqa: E402
 from ul4m4 import dask as udask  # noqa: E402
 
 
 def _data(n=4000, dims=(16, 9, 24), seed=0, p=0.55):
-    rng = np.random.default_rng(seed)
-    centres = [rng.normal(size=(7, d)) * 3 for d in dims]
-    lab = rng.integers(0, 7, n)
-    Xs = [(c[lab] + rng.normal(size=(n, d))).astype(np.float32) for c, d in zip(centres, dims)]
+    Xs, P = clusters(n, dims, 7, seed, p)
     Xs[1] = Xs[1].astype(np.float64)
-    P = rng.random((n, len(dims))) < p
-    P[~P.any(1), 0] = True
     return Xs, P
-
-
-def _init(Xs, P, K, seed=1):
-    rows = np.random.default_rng(seed).choice(len(P), K, replace=False)
-    return [X[rows].astype(np.float64) for X in Xs], P[rows].copy()
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +38,7 @@ def client():
 def test_fit_equals_single_machine_fit(client):
     Xs, P = _data()
     K = 8
-    init = _init(Xs, P, K)
+    init = initial_rows(Xs, P, K)
     ref = ul4m4.UL4M4Imputer(K, init=init, max_iter=100, tol=0.0).fit(Xs, mask=P)
     dXs = [da.from_array(X, chunks=(700, X.shape[1])) for X in Xs]
     dP = da.from_array(P, chunks=(700, 3))
@@ -99,7 +90,7 @@ def test_kmeanspp_nan_marked_and_errors(client):
 
 def test_local_scheduler_without_client():
     Xs, P = _data(n=1200, seed=9)
-    init = _init(Xs, P, 4)
+    init = initial_rows(Xs, P, 4)
     ref = ul4m4.UL4M4Imputer(4, init=init, max_iter=50).fit(Xs, mask=P)
     dXs = [da.from_array(X, chunks=(300, X.shape[1])) for X in Xs]
     with dask.config.set(scheduler="synchronous"):
@@ -109,7 +100,7 @@ def test_local_scheduler_without_client():
 
 def test_not_persisted_and_unbalanced_blocks(client):
     Xs, P = _data(n=2000, seed=11)
-    init = _init(Xs, P, 5)
+    init = initial_rows(Xs, P, 5)
     ref = ul4m4.UL4M4Imputer(5, init=init, max_iter=50).fit(Xs, mask=P)
     # blocks recomputed from their graph on every pass
     dXs = [da.from_array(X, chunks=(500, X.shape[1])) for X in Xs]
@@ -133,7 +124,7 @@ def test_one_task_per_worker_per_pass_and_explicit_threads(client):
     # 7 uneven blocks on 2 workers: every Lloyd pass is one task per worker (its blocks in
     # block order), with the estimator's n_threads when given; the result is unchanged.
     Xs, P = _data(n=2600, seed=13)
-    init = _init(Xs, P, 6)
+    init = initial_rows(Xs, P, 6)
     ref = ul4m4.UL4M4Imputer(6, init=init, max_iter=50, tol=0.0).fit(Xs, mask=P)
     dXs = [da.from_array(X, chunks=(400, X.shape[1])) for X in Xs]
     dP = da.from_array(P, chunks=(400, 3))

@@ -1,21 +1,19 @@
 """One fit driver: every fit (in memory, out of core, Dask) writes the same fitted state
-through UL4M4Imputer._set_fitted, so nothing of an earlier fit survives a refit."""
+through UL4M4Imputer._set_fitted, so nothing of an earlier fit survives a refit; and the
+pass the streaming and Dask fits sum block by block equals one Lloyd update."""
+import warnings
+
 import numpy as np
 import pytest
 
 import ul4m4
+from conftest import nan_marked
 from ul4m4 import _core, _fit
 from ul4m4.outofcore import fit_streaming
 
 
 def _data(n=600, dims=(6, 4, 5), seed=0):
-    rng = np.random.default_rng(seed)
-    Xs = [rng.normal(size=(n, d)).astype(np.float32) for d in dims]
-    P = rng.random((n, len(dims))) < 0.7
-    P[~P.any(1), 0] = True
-    for X, p in zip(Xs, P.T):
-        X[~p] = np.nan
-    return Xs, P
+    return nan_marked(n, dims, seed, np.float32)
 
 
 STALE_MODEL = object()
@@ -80,3 +78,38 @@ def test_best_run_rule():
     assert _fit.better(dict(n_unassigned=0, inertia=4.0), a)
     assert not _fit.better(dict(n_unassigned=0, inertia=5.0), a)  # ties keep the earlier run
     assert not _fit.better(dict(n_unassigned=1, inertia=0.0), a)  # fewer unassigned rows first
+
+
+# ----------------------------------------------------------------------------- the pass
+# assign_and_sum / update_centres: a Lloyd update summed over blocks of rows equals the
+# engine's own update (the pass of the streaming and Dask fits).
+def test_block_sums_reproduce_one_lloyd_update():
+    rng = np.random.default_rng(3)
+    n, dims, K = 900, (6, 4, 9), 5
+    Xs = [rng.normal(size=(n, d)) * (m + 1) + m for m, d in enumerate(dims)]
+    Xs[1] = Xs[1].astype(np.float32)
+    P = rng.random((n, 3)) < 0.6
+    P[~P.any(1), 0] = True
+    rows = rng.choice(n, K, replace=False)
+    init = ([X[rows] for X in Xs], P[rows])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = ul4m4.UL4M4Imputer(K, init=init, max_iter=1, tol=0).fit(Xs, mask=P)
+    zero = ul4m4.UL4M4Imputer(K, init=init, max_iter=0).fit(Xs, mask=P)
+    model = zero._compiled()
+    parts = []
+    for r0, r1 in ((0, 333), (333, 700), (700, n)):
+        parts.append(_core.assign_and_sum(model, [X[r0:r1] for X in Xs], P[r0:r1].view(np.uint8), None, 2, 64))
+    labels = np.concatenate([p["labels"] for p in parts])
+    np.testing.assert_array_equal(labels, zero.labels_)
+    sums = sum(p["sums"] for p in parts)
+    counts = sum(p["counts"] for p in parts)
+    sizes = sum(p["sizes"] for p in parts)
+    assert sizes.sum() == (labels >= 0).sum()
+    new = _core.update_centres(zero.mean_, zero.scale_, zero.cluster_centers_,
+                               zero.center_mask_.view(np.uint8), sums, counts, sizes)
+    np.testing.assert_array_equal(new["H"], one.center_mask_)
+    for a, b in zip(new["centres"], one.cluster_centers_):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    # inertia of the pass is the sum of the parts
+    np.testing.assert_allclose(sum(p["inertia"] for p in parts), zero.inertia_, rtol=1e-12)

@@ -9,17 +9,12 @@ import numpy as np
 import pytest
 
 import ul4m4
+from conftest import nan_marked
 from ul4m4 import _arrays
 
 
 def _data(n=120, dims=(5, 3, 4), seed=0, dtype=np.float64):
-    rng = np.random.default_rng(seed)
-    Xs = [rng.normal(size=(n, d)).astype(dtype) for d in dims]
-    P = rng.random((n, len(dims))) < 0.7
-    P[~P.any(axis=1), 0] = True
-    for x, p in zip(Xs, P.T):
-        x[~p] = np.nan
-    return Xs, P
+    return nan_marked(n, dims, seed, dtype)
 
 
 @pytest.fixture(scope="module")

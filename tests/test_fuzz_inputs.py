@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import ul4m4  # noqa: E402
+from conftest import nan_marked  # noqa: E402
 
 DIMS = (3, 2, 4)
 N = 16
@@ -39,13 +40,7 @@ STATS = {"cases": set(), "bad": set(), "clear": set(), "accepted": set(), "uncle
 
 
 def _base(seed):
-    rng = np.random.default_rng(seed)
-    X = [rng.normal(size=(N, d)) for d in DIMS]
-    P = rng.random((N, len(DIMS))) < 0.7
-    P[~P.any(axis=1), 0] = True
-    for x, p in zip(X, P.T):
-        x[~p] = np.nan
-    return X, P
+    return nan_marked(N, DIMS, seed)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from conftest import two_modalities
 from ul4m4 import UL4M4Imputer, _modelfile
 from ul4m4.cli import main
 
@@ -19,13 +20,7 @@ K = 4
 
 
 def _data(n=60, seed=0):
-    rng = np.random.default_rng(seed)
-    X = [rng.normal(size=(n, 5)), rng.normal(size=(n, 3))]
-    P = np.ones((n, 2), bool)
-    P[::3, 1] = False
-    P[1::4, 0] = False
-    P[1::4, 1] = True
-    return X, P
+    return two_modalities(n, seed, only_second_every=4)
 
 
 @pytest.fixture(scope="module")

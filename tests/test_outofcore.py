@@ -8,23 +8,13 @@ import numpy as np
 import pytest
 
 import ul4m4
+from conftest import clusters, initial_rows
 from ul4m4 import outofcore
 from ul4m4.outofcore import ChunkSource, Progress, fit_streaming, iter_transform, transform_to_npy
 
 
 def _data(n=3000, dims=(12, 7, 20), seed=0, dtype=np.float32, p=0.55):
-    rng = np.random.default_rng(seed)
-    centres = [rng.normal(size=(6, d)) * 3 for d in dims]
-    lab = rng.integers(0, 6, n)
-    Xs = [(c[lab] + rng.normal(size=(n, d))).astype(dtype) for c, d in zip(centres, dims)]
-    P = rng.random((n, len(dims))) < p
-    P[~P.any(1), 0] = True
-    return Xs, P
-
-
-def _init(Xs, P, K, seed=1):
-    rows = np.random.default_rng(seed).choice(len(P), K, replace=False)
-    return [X[rows].astype(np.float64) for X in Xs], P[rows].copy()
+    return clusters(n, dims, 6, seed, p, dtype)
 
 
 def _save(tmp_path, Xs, P, tag=""):
@@ -43,7 +33,7 @@ def test_fit_streaming_equals_fit_with_same_init(tmp_path, chunk_rows):
     Xs, P = _data()
     Xs[1] = Xs[1].astype(np.float64)
     K = 7
-    init = _init(Xs, P, K)
+    init = initial_rows(Xs, P, K)
     ref = ul4m4.UL4M4Imputer(K, init=init, max_iter=100, tol=0.0).fit(Xs, mask=P)
     mXs, mP = _save(tmp_path, Xs, P)
     got = fit_streaming(ul4m4.UL4M4Imputer(K, init=init, max_iter=100, tol=0.0), mXs, mP, chunk_rows=chunk_rows)
@@ -68,7 +58,7 @@ def test_fit_streaming_partial_centres_and_tol_and_nan_marking():
     Xs, P = _data(n=1500, p=0.4, seed=4)
     Xn = [np.where(P[:, m:m + 1], X, np.nan).astype(X.dtype) for m, X in enumerate(Xs)]
     K = 9
-    init = _init(Xs, P, K, seed=5)  # partial initial centres
+    init = initial_rows(Xs, P, K, seed=5)  # partial initial centres
     kw = dict(init=init, max_iter=50, tol=1e-3)
     ref = ul4m4.UL4M4Imputer(K, **kw).fit(Xn)
     got = fit_streaming(ul4m4.UL4M4Imputer(K, **kw), Xn, chunk_rows=333)
@@ -148,7 +138,7 @@ def test_fit_streaming_errors():
 
 def test_convergence_warning_like_fit():
     Xs, P = _data(n=800)
-    init = _init(Xs, P, 6)
+    init = initial_rows(Xs, P, 6)
     with pytest.warns(ul4m4.ConvergenceWarning):
         fit_streaming(ul4m4.UL4M4Imputer(6, init=init, max_iter=1, tol=0), Xs, P)
 
@@ -311,7 +301,7 @@ def test_zarr_and_h5py_like_sources(tmp_path):
                             dtype=X.dtype)
         z[:] = X
         zs.append(z)
-    init = _init(Xs, P, 5)
+    init = initial_rows(Xs, P, 5)
     ref = ul4m4.UL4M4Imputer(5, init=init).fit(Xs, mask=P)
     got = fit_streaming(ul4m4.UL4M4Imputer(5, init=init), zs, P, chunk_rows=150)
     np.testing.assert_array_equal(got.labels_, ref.labels_)

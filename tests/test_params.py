@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import ul4m4
+from conftest import two_modalities
 from ul4m4 import _core, _params
 from ul4m4.cli import main
 from ul4m4.outofcore import fit_streaming
@@ -36,13 +37,7 @@ def _make(**kw):
 
 
 def _data(n=120, seed=0):
-    rng = np.random.default_rng(seed)
-    X = [rng.normal(size=(n, 5)), rng.normal(size=(n, 3))]
-    P = np.ones((n, 2), bool)
-    P[::3, 1] = False
-    P[1::5, 0] = False
-    P[1::5, 1] = True
-    return X, P
+    return two_modalities(n, seed, only_second_every=5)
 
 
 @pytest.fixture

@@ -196,3 +196,38 @@ def test_x86_kernels_match_scalar(tmp_path, table, isa_file, flags, cpu):
         pytest.skip(f"this CPU lacks {', '.join(missing)}")
     exe = _build_check(cxx, tmp_path, table, isa_file, flags)
     _run_check([str(exe)])
+
+
+# ----------------------------------------------------------------------------- SIMD controls
+def test_simd_controls():
+    levels = ul4m4.available_simd_levels()
+    assert levels[0] == "scalar" and ul4m4.max_simd_level() == levels[-1]
+    original = ul4m4.simd_level()
+    assert original in levels
+    try:
+        with pytest.raises(ValueError, match="nonsense"):
+            ul4m4.set_simd_level("nonsense")
+        assert ul4m4.simd_level() == original
+        for lv in levels:
+            ul4m4.set_simd_level(lv)
+            assert ul4m4.simd_level() == lv
+        for lv in ("scalar", "avx2", "avx512"):
+            if lv not in levels:
+                with pytest.raises(ValueError):
+                    ul4m4.set_simd_level(lv)
+    finally:
+        ul4m4.set_simd_level(original)
+    assert ul4m4.simd_level() == original
+    ok, why = ul4m4.cuda_available()
+    assert isinstance(ok, bool) and isinstance(why, str)
+
+
+def test_simd_environment_variable():
+    code = "import ul4m4, warnings; print(ul4m4.simd_level())"
+    env = dict(os.environ, UL4M4_SIMD="scalar")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "scalar"
+    env["UL4M4_SIMD"] = "nonsense"
+    r = subprocess.run([sys.executable, "-W", "always", "-c", code], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and "UL4M4_SIMD='nonsense' ignored" in r.stderr

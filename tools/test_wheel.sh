@@ -42,6 +42,6 @@ out, imputed, unfilled = imp.transform(Xs, mask=mask, return_masks=True)
 assert int(imputed.sum()) == 125 and not unfilled.any() and np.isfinite(out[1]).all()
 print("fit/transform ok")
 PY
-read -r -a tests <<< "${UL4M4_WHEEL_TESTS:-tests/test_platform.py tests/test_api.py tests/test_golden.py tests/test_reference.py}"
+read -r -a tests <<< "${UL4M4_WHEEL_TESTS:-tests/test_platform.py tests/test_estimator.py tests/test_persistence.py tests/test_fit_reporting.py tests/test_seeding.py tests/test_torch.py tests/test_golden.py tests/test_reference.py}"
 (cd "$root" && "$work/venv/bin/python" -m pytest -q -p no:cacheprovider "${tests[@]}")
 echo "test_wheel.sh: $(basename "$whl") passed"
