@@ -96,3 +96,15 @@ def initial_rows(Xs, P, K, seed=1):
     """An explicit init (raw float64 centres, their presence) of K distinct rows."""
     rows = np.random.default_rng(seed).choice(len(P), K, replace=False)
     return [X[rows].astype(np.float64) for X in Xs], P[rows].copy()
+
+
+def cli_inputs(tmp_path, X, P):
+    """X and P saved as m0.npy, m1.npy ... and mask.npy under tmp_path: the ``--modality`` /
+    ``--mask`` arguments of the command line."""
+    argv = []
+    for m, x in enumerate(X):
+        p = tmp_path / f"m{m}.npy"
+        np.save(p, x)
+        argv += ["--modality", str(p)]
+    np.save(tmp_path / "mask.npy", P)
+    return argv + ["--mask", str(tmp_path / "mask.npy")]

@@ -12,7 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import two_modalities
+from conftest import cli_inputs, two_modalities
 from ul4m4 import UL4M4Imputer, _modelfile
 from ul4m4.cli import main
 
@@ -300,16 +300,6 @@ def test_bad_labels_values_raise_on_access(good, tmp_path, fitted):
 
 
 # ============================================================================ CLI
-def _cli_inputs(tmp_path, X, P):
-    argv = []
-    for m, x in enumerate(X):
-        p = tmp_path / f"m{m}.npy"
-        np.save(p, x)
-        argv += ["--modality", str(p)]
-    np.save(tmp_path / "mask.npy", P)
-    return argv + ["--mask", str(tmp_path / "mask.npy")]
-
-
 def test_cli_impute_zero_centre_model(good, tmp_path, fitted, capsys):
     _, X, P = fitted
 
@@ -322,7 +312,7 @@ def test_cli_impute_zero_centre_model(good, tmp_path, fitted, capsys):
     script = textwrap.dedent(f"""
         import sys
         from ul4m4.cli import main
-        sys.exit(main(["impute", "--model", {str(model)!r}, *{_cli_inputs(tmp_path, X, P)!r},
+        sys.exit(main(["impute", "--model", {str(model)!r}, *{cli_inputs(tmp_path, X, P)!r},
                        "--out-dir", {str(out)!r}, "-q"]))
     """)
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
@@ -336,7 +326,7 @@ def test_cli_impute_header_chunk_size(good, tmp_path, fitted, capsys, chunk, rc)
     imp, X, P = fitted
     model = _with(good, tmp_path, _header_edit(lambda h: h["params"].update(chunk_size=chunk)), "chunk.npz")
     out = tmp_path / "out"
-    got = main(["impute", "--model", str(model), *_cli_inputs(tmp_path, X, P), "--out-dir", str(out), "-q"])
+    got = main(["impute", "--model", str(model), *cli_inputs(tmp_path, X, P), "--out-dir", str(out), "-q"])
     err = capsys.readouterr().err
     assert got == rc, err
     if rc:

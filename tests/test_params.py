@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import ul4m4
-from conftest import two_modalities
+from conftest import cli_inputs, two_modalities
 from ul4m4 import _core, _params
 from ul4m4.cli import main
 from ul4m4.outofcore import fit_streaming
@@ -202,14 +202,7 @@ def test_refit_clears_stale_fitted_state():
                                              (["--n-init", str(2**31)], "--n-init")])
 def test_cli_fit_out_of_range_ints(tmp_path, capsys, argv_extra, name):
     X, P = _data()
-    paths = []
-    for m, x in enumerate(X):
-        p = tmp_path / f"m{m}.npy"
-        np.save(p, x)
-        paths += ["--modality", str(p)]
-    np.save(tmp_path / "mask.npy", P)
-    rc = main(["fit", *paths, "--mask", str(tmp_path / "mask.npy"), "-k", "4", "-q", "-o", str(tmp_path / "m.npz"),
-               *argv_extra])
+    rc = main(["fit", *cli_inputs(tmp_path, X, P), "-k", "4", "-q", "-o", str(tmp_path / "m.npz"), *argv_extra])
     err = capsys.readouterr().err
     # the command line names its own flag, never pybind11's "incompatible function arguments"
     assert rc == 2 and name in err and "incompatible function arguments" not in err, err
