@@ -38,7 +38,7 @@ def _torch_to_numpy(t: Any, what: str) -> np.ndarray:
                         "or float64 (convert with .float(); a mask with .bool())") from None
 
 
-def _to_numpy(x: Any, what: str) -> np.ndarray:
+def to_numpy(x: Any, what: str) -> np.ndarray:
     if is_torch(x):
         return _torch_to_numpy(x, what)
     if isinstance(x, np.ma.MaskedArray):
@@ -102,7 +102,7 @@ def as_mask(mask: Any, n: int, M: int, what: str = "mask") -> np.ndarray:
     """The (n, M) presence mask as a C-contiguous bool array: booleans (True = observed), or
     integers holding only 0 and 1 (1 = observed; any byte order). The command line and the
     Python API both read masks through this."""
-    m = _to_numpy(mask, what)
+    m = to_numpy(mask, what)
     if m.dtype.kind not in "biu":
         raise TypeError(f"{what} must be a boolean array (True = observed) or integers 0/1 (1 = observed), "
                         f"got dtype {m.dtype}")
@@ -161,7 +161,7 @@ def prepare(X: Any, mask: Any, modality_dims: Optional[Sequence[int]], core: Any
             raise TypeError("mix of torch tensors and numpy arrays in X; use one kind")
         Xs = []
         for m, x in enumerate(X):
-            a = _to_numpy(x, f"modality {m}")
+            a = to_numpy(x, f"modality {m}")
             if a.ndim != 2:
                 raise ValueError(f"modality {m} must be 2-D (n_samples, d_{m}), got shape {a.shape}")
             a = check_float(a, f"modality {m}")
@@ -179,7 +179,7 @@ def prepare(X: Any, mask: Any, modality_dims: Optional[Sequence[int]], core: Any
         container = tuple if isinstance(X, tuple) else list
     else:
         torch_flag = is_torch(X)
-        a = _to_numpy(X, "X")
+        a = to_numpy(X, "X")
         if a.ndim != 2:
             raise ValueError(
                 f"X must be a list of per-modality 2-D arrays, or one 2-D array with modality_dims; got shape {a.shape}. "
@@ -306,7 +306,7 @@ def use_out(prep: Prepared, out: Any) -> tuple:
     the missing slots) but must not otherwise overlap any input or any other output.
     Returns like :func:`new_like`."""
     def arr(o, what, like):
-        a = _to_numpy(o, what)
+        a = to_numpy(o, what)
         want = like.dtype.newbyteorder("=")
         if a.shape != like.shape or a.dtype != want or not a.dtype.isnative:
             raise ValueError(f"{what} must have shape {like.shape} and dtype {want} (native byte order), got "
@@ -343,7 +343,7 @@ def use_out(prep: Prepared, out: Any) -> tuple:
 def _maybe_numpy(x: Any) -> Optional[np.ndarray]:
     """The caller's original input as numpy (for the overlap check), or None."""
     try:
-        a = _to_numpy(x, "X")
+        a = to_numpy(x, "X")
     except (TypeError, ValueError):
         return None
     return a if isinstance(a, np.ndarray) and a.ndim == 2 else None

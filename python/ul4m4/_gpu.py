@@ -20,8 +20,8 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from ._arrays import (check_float, rows_contiguous, _to_numpy, as_mask, check_aliasing, check_dims, check_list_dims,
-                      explain, is_torch)
+from ._arrays import (as_mask, check_aliasing, check_dims, check_float, check_list_dims, explain, is_torch,
+                      rows_contiguous, to_numpy)
 
 __all__ = ["availability", "check_device", "use_cuda", "prepare", "compute_stats", "kmeans", "complete", "assign"]
 
@@ -146,7 +146,7 @@ def _to_device(x: Any, what: str, dev):
                                  "one device")
             return t
         return t.to(dev)
-    a = check_float(_to_numpy(x, what), what)
+    a = check_float(to_numpy(x, what), what)
     a = rows_contiguous(a) if a.ndim == 2 else np.ascontiguousarray(a)
     if not a.flags.writeable:  # torch.from_numpy warns on read-only arrays; the copy to the GPU reads only
         a = a.copy()
@@ -461,14 +461,14 @@ def _copy_back(out: Any, result, prep: CudaPrepared):
     from ._arrays import use_out
 
     if prep.kind == "dense":
-        like = SimpleNamespace(kind="dense", dims=prep.dims, dense=_to_numpy(prep.originals[0], "X"), Xs=[],
+        like = SimpleNamespace(kind="dense", dims=prep.dims, dense=to_numpy(prep.originals[0], "X"), Xs=[],
                                originals=[])
     else:
         like = SimpleNamespace(kind="list", dims=prep.dims, dense=None, originals=[],
-                               Xs=[_to_numpy(x, f"modality {m}") for m, x in enumerate(prep.originals)])
+                               Xs=[to_numpy(x, f"modality {m}") for m, x in enumerate(prep.originals)])
     cont, views = use_out(like, out)
     if prep.kind == "dense":
-        np.copyto(_to_numpy(out, "out"), result.cpu().numpy())
+        np.copyto(to_numpy(out, "out"), result.cpu().numpy())
     else:
         for v, r in zip(views, result):
             np.copyto(v, r.cpu().numpy())
