@@ -140,14 +140,15 @@ def _finish(t0: float, writers, src, nbytes: int) -> dict:
 
 def child_read(d: Path, chunk: int, write_dir: str) -> dict:
     """Raw read (and optionally write) of the dataset files in chunks of rows."""
-    from ul4m4.outofcore import ChunkSource, _NpyWriter
+    from ul4m4._chunks import ChunkSource
+    from ul4m4._writers import NpyWriter
 
     Xs = [np.load(d / f"{nm}.npy", mmap_mode="r") for nm in NAMES]
     src = ChunkSource(Xs)
     bufs = src.new_buffers(chunk)
     writers = []
     if write_dir:
-        writers = [_NpyWriter(Path(write_dir) / f"{nm}.npy", (src.n, dm), np.float32)
+        writers = [NpyWriter(Path(write_dir) / f"{nm}.npy", (src.n, dm), np.float32)
                    for nm, dm in zip(NAMES, DIMS)]
     t0 = time.perf_counter()
     nbytes = 0
@@ -165,12 +166,13 @@ def child_write(d: Path, chunk: int, write_dir: str) -> dict:
     """Write only: as many bytes as the dataset, from one reused chunk of its rows, to new
     .npy files in chunks (the disk's write rate: the floor of any run that writes a full
     output, whatever else it does)."""
-    from ul4m4.outofcore import ChunkSource, _NpyWriter
+    from ul4m4._chunks import ChunkSource
+    from ul4m4._writers import NpyWriter
 
     Xs = [np.load(d / f"{nm}.npy", mmap_mode="r") for nm in NAMES]
     src = ChunkSource(Xs)
     bufs = [r.read(0, min(src.n, chunk), b) for r, b in zip(src.readers, src.new_buffers(chunk))]
-    writers = [_NpyWriter(Path(write_dir) / f"{nm}.npy", (src.n, dm), np.float32) for nm, dm in zip(NAMES, DIMS)]
+    writers = [NpyWriter(Path(write_dir) / f"{nm}.npy", (src.n, dm), np.float32) for nm, dm in zip(NAMES, DIMS)]
     t0 = time.perf_counter()
     nbytes = 0
     for r0 in range(0, src.n, chunk):
@@ -184,19 +186,20 @@ def child_write(d: Path, chunk: int, write_dir: str) -> dict:
 def child_copy(d: Path, chunk: int, write_dir: str) -> dict:
     """Overlapped copy: ul4m4's own reader and writer threads (as transform_to_npy uses
     them) with nothing in between: the I/O floor of its completion to .npy."""
-    from ul4m4.outofcore import ChunkSource, _NpyWriter, _Prefetch, _ranges, _WriterThread
+    from ul4m4._chunks import ChunkSource, Prefetch, row_ranges
+    from ul4m4._writers import NpyWriter, WriterThread
 
     Xs = [np.load(d / f"{nm}.npy", mmap_mode="r") for nm in NAMES]
     src = ChunkSource(Xs)
-    writers = [_NpyWriter(Path(write_dir) / f"{nm}.npy", (src.n, dm), np.float32) for nm, dm in zip(NAMES, DIMS)]
+    writers = [NpyWriter(Path(write_dir) / f"{nm}.npy", (src.n, dm), np.float32) for nm, dm in zip(NAMES, DIMS)]
 
     def write(r0, xs):
         for w, x in zip(writers, xs):
             w.write(r0, x)
 
     t0 = time.perf_counter()
-    wt = _WriterThread(write, depth=1)
-    pf = _Prefetch(src, _ranges(src.n, chunk), depth=1, pool=True, n_threads=1, rows=chunk)
+    wt = WriterThread(write, depth=1)
+    pf = Prefetch(src, row_ranges(src.n, chunk), depth=1, pool=True, n_threads=1, rows=chunk)
     try:
         for r0, r1, xs, _, bufs in pf:
             wt.put(r0, xs, (lambda b=bufs: pf.release(b)))
@@ -281,10 +284,10 @@ def _vm(field: str) -> int:
 
 # ---------------------------------------------------------------------------- dask
 def _load_rows(path: str, r0: int, r1: int) -> np.ndarray:
-    from ul4m4.outofcore import _reader
+    from ul4m4._chunks import reader
 
     a = np.load(path, mmap_mode="r")
-    r = _reader(a, path)
+    r = reader(a, path)
     try:
         return r.read(r0, r1)
     finally:

@@ -45,8 +45,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _core, _fit
-from ._chunks import (DEFAULT_CHUNK_BYTES, ChunkSource, Prefetch, as_source, default_chunk_rows, reader,
-                      row_ranges)
+from ._chunks import (DEFAULT_CHUNK_BYTES, ChunkSource, Prefetch, as_source, default_chunk_rows, row_ranges)
 from ._chunkwise import check_model, complete_chunk, completion_args, rows_observed
 from ._fit import default_init_rows as default_init_rows  # a public name of this module before the split
 from ._imputer import UL4M4Imputer, effective_n_threads
@@ -67,9 +66,6 @@ __all__ = [
     "DEFAULT_CHUNK_BYTES",
 ]
 
-# The names bench/outofcore.py imports from here (its I/O floor runs ul4m4's own reader and
-# writer); they live in ul4m4._chunks and ul4m4._writers.
-_NpyWriter, _Prefetch, _WriterThread, _reader, _ranges = NpyWriter, Prefetch, WriterThread, reader, row_ranges
 
 
 # ============================================================================ fit
