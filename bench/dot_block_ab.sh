@@ -10,7 +10,7 @@ level=${1:-avx2} dp=${2:-1024} K=${3:-64} rounds=${4:-3}
 case $level in
   avx2) table=kKernelsAVX2 src=cpp/simd/kernels_avx2.cpp isa="-mavx2 -mfma" ;;
   avx512) table=kKernelsAVX512 src=cpp/simd/kernels_avx512.cpp isa="-mavx512f -mavx2 -mfma -Wno-maybe-uninitialized" ;;
-  scalar) table=kKernelsScalar src=cpp/simd/kernels_avx2.cpp isa="-mavx2 -mfma" ;;
+  scalar) table=kKernelsScalar src="" isa="" ;;
   *) echo "unknown level $level" >&2; exit 2 ;;
 esac
 out=$(mktemp -d)
@@ -19,8 +19,9 @@ flags="-O3 -DNDEBUG -fno-math-errno -std=gnu++17 -Icpp/include"
 for v in default packed; do
   d=""; [ $v = packed ] && d=-DUL4M4_DOT_PACKED_ALWAYS
   g++ $flags $d -c cpp/simd/kernels_scalar.cpp -o "$out/s_$v.o"
-  g++ $flags $d $isa -c $src -o "$out/i_$v.o"
-  g++ $flags -DCHECK_TABLE=$table bench/native/dot_block_bench.cpp "$out/s_$v.o" "$out/i_$v.o" -o "$out/$v"
+  objs=("$out/s_$v.o")
+  if [ -n "$src" ]; then g++ $flags $d $isa -c "$src" -o "$out/i_$v.o"; objs+=("$out/i_$v.o"); fi
+  g++ $flags -DCHECK_TABLE=$table bench/native/dot_block_bench.cpp "${objs[@]}" -o "$out/$v"
 done
 for r in $(seq "$rounds"); do
   for v in default packed; do printf '%-8s ' $v; "$out/$v" "$dp" "$K"; done
