@@ -59,10 +59,12 @@ void dot_block_tiles(const float* A, int64_t n, int64_t lda, const float* B, int
 // a k-major NR-wide strip. The micro-kernel keeps MR rows x NR centres of one class in
 // 2 MR vector accumulators: per step q it loads two vectors of centres, broadcasts
 // A[row][q * W + l] of each row and issues 2 MR FMAs, no horizontal sum. The loops block
-// k (KC values: a panel's strip of the block, NR x KC floats, stays in L1 across the row
-// tiles) and rows (MC: their class partial sums, MC x K x W floats, stay in L2); partial
-// sums are spilled to float32 between k blocks, which does not change them. The classes
-// are then reduced by hsum's tree, vectorised over centres. Bits: those of dot_tile.
+// rows (MC), then panels, then k (KC values: the panel's strip of the block, NR x KC
+// floats, stays in L1 across the row tiles); the class sums of MC rows x one panel
+// (MC x NR x W floats, in L2) are spilled to float32 between k blocks, which does not
+// change them, and reduced by hsum's tree, vectorised over centres, once the panel is
+// done. Bits: those of dot_tile. Memory per thread: the packed centres (K x dp, rounded
+// up to whole panels) and the class sums (48 x NR x W floats: 96 KiB at AVX-512).
 constexpr int kNV = 2;            // vectors of centres per panel
 constexpr int64_t kNR = kNV * T::W;
 constexpr int64_t kMC = 48;       // rows per block (a multiple of every level's MR)
@@ -138,26 +140,23 @@ void dot_block_packed(const float* A, int64_t n, int64_t lda, const float* B, in
                       int64_t dp, float* out, int64_t ldo, float* Bp, float* P) {
   const int64_t nq = dp / T::W, npan = (kr + kNR - 1) / kNR;
   pack_centres(B, kr, ldb, dp, Bp);
-  // P[(r * npan + p) * W + l][NR]: row r's class-l sums of panel p.
-  const int64_t ldp = npan * T::W * kNR;
+  const int64_t ldp = T::W * kNR;  // P[r * ldp + l * NR + c]: row r's class-l sums of one panel
   for (int64_t i0 = 0; i0 < n; i0 += kMC) {
     const int64_t mc = n - i0 < kMC ? n - i0 : kMC;
-    for (int64_t k0 = 0; k0 < dp; k0 += T::KC) {
-      const int64_t q0 = k0 / T::W, nqb = (dp - k0 < T::KC ? dp - k0 : T::KC) / T::W;
-      for (int64_t p = 0; p < npan; ++p)
+    for (int64_t p = 0; p < npan; ++p) {
+      for (int64_t k0 = 0; k0 < dp; k0 += T::KC) {
+        const int64_t q0 = k0 / T::W, nqb = (dp - k0 < T::KC ? dp - k0 : T::KC) / T::W;
         for (int64_t t = 0; t < mc; t += T::MR) {
           const int mr = static_cast<int>(mc - t < T::MR ? mc - t : T::MR);
           for (int l = 0; l < T::W; ++l)
-            outer_rows<T::MR>(mr, A + (i0 + t) * lda + q0 * T::W + l, lda,
-                              Bp + ((p * T::W + l) * nq + q0) * kNR, nqb,
-                              P + t * ldp + (p * T::W + l) * kNR, ldp, k0 == 0);
+            outer_rows<T::MR>(mr, A + (i0 + t) * lda + q0 * T::W + l, lda, Bp + ((p * T::W + l) * nq + q0) * kNR,
+                              nqb, P + t * ldp + l * kNR, ldp, k0 == 0);
         }
-    }
-    // Reduce the classes by hsum's halving tree, NR centres at a time.
-    for (int64_t r = 0; r < mc; ++r)
-      for (int64_t p = 0; p < npan; ++p)
+      }
+      // Reduce the classes by hsum's halving tree, W centres at a time.
+      for (int64_t r = 0; r < mc; ++r)
         for (int v = 0; v < kNV; ++v) {
-          const float* s = P + r * ldp + p * T::W * kNR + v * T::W;
+          const float* s = P + r * ldp + v * T::W;
           typename T::vec q[T::W];
           for (int l = 0; l < T::W; ++l) q[l] = T::load(s + l * kNR);
           for (int h = T::W / 2; h >= 1; h /= 2)
@@ -172,6 +171,7 @@ void dot_block_packed(const float* A, int64_t n, int64_t lda, const float* B, in
             for (int64_t c = 0; c < kr - j0; ++c) o[c] = tmp[c];
           }
         }
+    }
   }
 }
 
@@ -189,7 +189,7 @@ void dot_block(const float* A, int64_t n, int64_t lda, const float* B, int64_t k
     static thread_local Scratch64 bp, part;
     const int64_t npan = (kr + kNR - 1) / kNR;
     float* Bp = bp.get(npan * kNR * dp);
-    float* P = part.get(kMC * npan * kNR * T::W);
+    float* P = part.get(kMC * kNR * T::W);
     if (Bp && P) return dot_block_packed(A, n, lda, B, kr, ldb, dp, out, ldo, Bp, P);
   }
   dot_block_tiles(A, n, lda, B, kr, ldb, dp, out, ldo);
