@@ -12,8 +12,8 @@
 // l is one fused multiply-add chain in ascending k starting from 0 (a * b + c where the
 // level has no FMA), and the W class sums are reduced by the halving tree of hsum:
 // s_l += s_{l+h} for h = W/2, ..., 1, giving s_0. The bounded Lloyd pass evaluates single
-// pairs and relies on this.
-#include <cstdlib>
+// pairs and relies on this. Needs <cstdlib> (std::aligned_alloc, std::free), included by
+// the .cpp before its namespaces: this file is included inside namespace ul4m4.
 
 namespace {
 

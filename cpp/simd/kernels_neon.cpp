@@ -11,6 +11,7 @@
 #include <arm_neon.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "ul4m4/kernels.hpp"

@@ -1,6 +1,7 @@
 // Baseline x86-64 / portable kernels: no ISA flags. Used when the CPU has no AVX2+FMA,
 // or when the user forces UL4M4_SIMD=scalar.
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "ul4m4/kernels.hpp"
