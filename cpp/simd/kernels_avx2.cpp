@@ -16,7 +16,7 @@ struct T {
   static constexpr int R = 4;  // 4 rows x 3 centres = 12 accumulators + 3 + 1 of 16 ymm
   static constexpr int C = 3;
   // Packed outer product (6 rows x 16 centres = 12 accumulators + 2 + 1): off, as it was
-  // ~5% slower than the 4 x 3 tiles on the AVX2 machine measured (docs/kernels.md).
+  // 3-4% slower than the 4 x 3 tiles on the AVX2 machine measured (docs/kernels.md).
   static constexpr bool PACKED = false;
   static constexpr int MR = 6;
   static constexpr int64_t KC = 1024;

@@ -15,7 +15,7 @@ struct T {
   static constexpr int W = 4;
   static constexpr int R = 4;
   static constexpr int C = 2;
-  // Packed outer product (6 rows x 8 centres): off, 1.4x slower than the tiles here.
+  // Packed outer product (6 rows x 8 centres): off, 1.5-2x slower than the tiles (docs/kernels.md).
   static constexpr bool PACKED = false;
   static constexpr int MR = 6;
   static constexpr int64_t KC = 1024;
