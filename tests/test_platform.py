@@ -134,9 +134,10 @@ def test_concurrent_calls_from_python_threads_agree():
 CXXFLAGS = ["-O3", "-DNDEBUG", "-fno-math-errno", "-std=gnu++17", f"-I{ROOT / 'cpp' / 'include'}"]
 
 
-def _build_check(cxx, out_dir, table, isa_file, isa_flags=(), scalar_order=False, static=False):
+def _build_check(cxx, out_dir, table, isa_file, isa_flags=(), scalar_order=False, static=False, defines=()):
     objs = []
-    for src, flags in (("cpp/simd/kernels_scalar.cpp", []), (isa_file, list(isa_flags)),
+    defs = [f"-D{d}" for d in defines]
+    for src, flags in (("cpp/simd/kernels_scalar.cpp", defs), (isa_file, list(isa_flags) + defs),
                        ("tests/native/simd_check.cpp", [f"-DCHECK_TABLE={table}"] + (["-DSCALAR_ORDER"] if scalar_order else []))):
         obj = out_dir / (Path(src).stem + ".o")
         subprocess.run([cxx, *CXXFLAGS, *flags, "-c", str(ROOT / src), "-o", str(obj)], check=True,
@@ -154,9 +155,11 @@ def _run_check(cmd):
     return r.stdout
 
 
-def test_neon_kernels_match_scalar(tmp_path):
+@pytest.mark.parametrize("packed", [False, True], ids=["default", "packed"])
+def test_neon_kernels_match_scalar(tmp_path, packed):
     """Every NEON kernel against the scalar level, bit for bit (NEON keeps the scalar
-    level's summation order; only ||z||^2 of normalize_* is compared within a tolerance)."""
+    level's summation order; only ||z||^2 of normalize_* is compared within a tolerance).
+    packed: with dot_block's packed outer-product path forced at both levels."""
     if ARM64:
         cxx, run = shutil.which("g++") or shutil.which("c++"), []
         if not cxx:
@@ -167,7 +170,8 @@ def test_neon_kernels_match_scalar(tmp_path):
             pytest.skip("cross check of the ARM64 kernels needs aarch64-linux-gnu-g++ and qemu-aarch64 "
                         "(Debian: apt-get install g++-aarch64-linux-gnu qemu-user)")
         run = [qemu]
-    exe = _build_check(cxx, tmp_path, "kKernelsNEON", "cpp/simd/kernels_neon.cpp", scalar_order=True, static=not ARM64)
+    exe = _build_check(cxx, tmp_path, "kKernelsNEON", "cpp/simd/kernels_neon.cpp", scalar_order=True, static=not ARM64,
+                       defines=["UL4M4_DOT_PACKED_ALWAYS"] if packed else ())
     out = _run_check(run + [str(exe)])
     assert "level neon against scalar" in out
 
@@ -179,13 +183,17 @@ def _cpu_flags():
         return []
 
 
+@pytest.mark.parametrize("packed", [False, True], ids=["default", "packed"])
 @pytest.mark.parametrize("table,isa_file,flags,cpu", [
     ("kKernelsAVX2", "cpp/simd/kernels_avx2.cpp", ["-mavx2", "-mfma"], ("avx2", "fma")),
     ("kKernelsAVX512", "cpp/simd/kernels_avx512.cpp", ["-mavx512f", "-mavx2", "-mfma"], ("avx512f", "avx2", "fma")),
 ])
-def test_x86_kernels_match_scalar(tmp_path, table, isa_file, flags, cpu):
+def test_x86_kernels_match_scalar(tmp_path, table, isa_file, flags, cpu, packed):
     """The same checks for the x86 levels this CPU runs (their dot_block and wsum_rows have
-    their own order: compared within a tolerance, the rest bit for bit)."""
+    their own order: compared within a tolerance, the rest bit for bit). packed: built with
+    UL4M4_DOT_PACKED_ALWAYS, so that dot_block takes the packed outer-product path for every
+    block of 2 x 2 or more at this level and at the scalar level, and must give the bits of
+    single pairs (the dot-product tiles) at both."""
     if not X86:
         pytest.skip("x86-64 only")
     cxx = shutil.which("g++") or shutil.which("c++")
@@ -194,7 +202,7 @@ def test_x86_kernels_match_scalar(tmp_path, table, isa_file, flags, cpu):
     missing = [f for f in cpu if f not in _cpu_flags()]
     if missing:
         pytest.skip(f"this CPU lacks {', '.join(missing)}")
-    exe = _build_check(cxx, tmp_path, table, isa_file, flags)
+    exe = _build_check(cxx, tmp_path, table, isa_file, flags, defines=["UL4M4_DOT_PACKED_ALWAYS"] if packed else ())
     _run_check([str(exe)])
 
 

@@ -1,15 +1,25 @@
 // Shared kernel bodies, included once by each kernels_<isa>.cpp after it defines a
-// traits struct `T` with: vec, W (lanes), zero(), load(p), fmadd(a, b, c), hsum(v).
+// traits struct `T` with: vec, W (lanes), R x C (dot-product tile), PACKED (whether
+// dot_block uses the packed outer-product path for large blocks), MR and KC (its tile rows
+// and k block), zero(), load(p), store(p, v), bcast(x), add(a, b), fmadd(a, b, c), hsum(v).
 //
 // Only intrinsics and plain loops live here: no std templates, so that nothing
 // compiled with AVX flags can be picked by the linker for the common code (ODR).
 // Everything is in an anonymous namespace for the same reason.
 //
-// Result of one (row, centre) pair does not depend on the tile shape that computed it:
-// each accumulator sums its lanes in k order and is reduced by the same hsum.
+// Summation order of one (row, centre) pair, the same whichever path or tile computes it
+// (docs/kernels.md): the dp products are split into W lane classes, k = l (mod W); class
+// l is one fused multiply-add chain in ascending k starting from 0 (a * b + c where the
+// level has no FMA), and the W class sums are reduced by the halving tree of hsum:
+// s_l += s_{l+h} for h = W/2, ..., 1, giving s_0. The bounded Lloyd pass evaluates single
+// pairs and relies on this. Needs <cstdlib> (std::aligned_alloc, std::free), included by
+// the .cpp before its namespaces: this file is included inside namespace ul4m4.
 
 namespace {
 
+// --- Dot-product tiles: R rows x C centres, one vector accumulator per pair whose lanes
+// are the W classes. Small blocks (a few rows or centres: single pairs of the bounded
+// pass) and the reference the packed path must match bit for bit.
 template <int R, int C>
 inline void dot_tile(const float* A, int64_t lda, const float* B, int64_t ldb, int64_t dp,
                      float* out, int64_t ldo) {
@@ -36,11 +46,153 @@ inline void dot_rows(const float* A, int64_t lda, const float* B, int64_t kr, in
   for (; j < kr; ++j) dot_tile<R, 1>(A, lda, B + j * ldb, ldb, dp, out + j, ldo);
 }
 
-void dot_block(const float* A, int64_t n, int64_t lda, const float* B, int64_t kr, int64_t ldb,
-               int64_t dp, float* out, int64_t ldo) {
+void dot_block_tiles(const float* A, int64_t n, int64_t lda, const float* B, int64_t kr, int64_t ldb,
+                     int64_t dp, float* out, int64_t ldo) {
   int64_t i = 0;
   for (; i + T::R <= n; i += T::R) dot_rows<T::R>(A + i * lda, lda, B, kr, ldb, dp, out + i * ldo, ldo);
   for (; i < n; ++i) dot_rows<1>(A + i * lda, lda, B, kr, ldb, dp, out + i * ldo, ldo);
+}
+
+// --- Packed outer-product path (the BLIS structure, one GEMM per lane class).
+// Centres are packed once per call in panels of NR = 2W: Bp[panel][l][q][c] =
+// B[panel * NR + c][q * W + l] (zero for c past the last centre), so class l of a panel is
+// a k-major NR-wide strip. The micro-kernel keeps MR rows x NR centres of one class in
+// 2 MR vector accumulators: per step q it loads two vectors of centres, broadcasts
+// A[row][q * W + l] of each row and issues 2 MR FMAs, no horizontal sum. The loops block
+// rows (MC), then panels, then k (KC values: the panel's strip of the block, NR x KC
+// floats, stays in L1 across the row tiles); the class sums of MC rows x one panel
+// (MC x NR x W floats, in L2) are spilled to float32 between k blocks, which does not
+// change them, and reduced by hsum's tree, vectorised over centres, once the panel is
+// done. Bits: those of dot_tile. Memory per thread: the packed centres (K x dp, rounded
+// up to whole panels) and the class sums (48 x NR x W floats: 96 KiB at AVX-512).
+constexpr int kNV = 2;            // vectors of centres per panel
+constexpr int64_t kNR = kNV * T::W;
+constexpr int64_t kMC = 48;       // rows per block (a multiple of every level's MR)
+
+// Grow-only buffer of this thread (plain malloc: no std container in an ISA file).
+struct Scratch64 {
+  float* p = nullptr;
+  int64_t cap = 0;
+  ~Scratch64() { std::free(p); }
+  float* get(int64_t count) {
+    if (count > cap) {
+      std::free(p);
+      const size_t bytes = (static_cast<size_t>(count) * sizeof(float) + 63) / 64 * 64;
+      p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      cap = p ? count : 0;
+    }
+    return p;
+  }
+};
+
+void pack_centres(const float* B, int64_t kr, int64_t ldb, int64_t dp, float* Bp) {
+  // By blocks of 16 steps: each centre row is read in order (rows 4 KiB apart would alias
+  // in L1 if read across), and the block's W x 16 destination lines stay in L1.
+  constexpr int64_t kQB = 16;
+  const int64_t nq = dp / T::W, npan = (kr + kNR - 1) / kNR;
+  for (int64_t p = 0; p < npan; ++p) {
+    const int64_t nc = kr - p * kNR < kNR ? kr - p * kNR : kNR;
+    float* dst = Bp + p * kNR * dp;
+    for (int64_t q0 = 0; q0 < nq; q0 += kQB) {
+      const int64_t q1 = nq - q0 < kQB ? nq : q0 + kQB;
+      for (int64_t c = 0; c < nc; ++c) {
+        const float* s = B + (p * kNR + c) * ldb;
+        for (int64_t q = q0; q < q1; ++q)
+          for (int l = 0; l < T::W; ++l) dst[(l * nq + q) * kNR + c] = s[q * T::W + l];
+      }
+      for (int64_t c = nc; c < kNR; ++c)
+        for (int64_t q = q0; q < q1; ++q)
+          for (int l = 0; l < T::W; ++l) dst[(l * nq + q) * kNR + c] = 0.f;
+    }
+  }
+}
+
+// MR rows (A: row r at A + r * lda, already offset to class l and step q0) x one panel's
+// class strip b (nq steps); partial sums P[r * ldp + v * W + lane], from 0 when first.
+template <int MR>
+inline void outer_tile(const float* A, int64_t lda, const float* b, int64_t nq, float* P, int64_t ldp,
+                       bool first) {
+  typename T::vec acc[MR][kNV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < kNV; ++v) acc[r][v] = first ? T::zero() : T::load(P + r * ldp + v * T::W);
+  for (int64_t q = 0; q < nq; ++q) {
+    const typename T::vec b0 = T::load(b + q * kNR), b1 = T::load(b + q * kNR + T::W);
+    for (int r = 0; r < MR; ++r) {
+      const typename T::vec a = T::bcast(A[r * lda + q * T::W]);
+      acc[r][0] = T::fmadd(a, b0, acc[r][0]);
+      acc[r][1] = T::fmadd(a, b1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < kNV; ++v) T::store(P + r * ldp + v * T::W, acc[r][v]);
+}
+
+template <int MR>
+inline void outer_rows(int mr, const float* A, int64_t lda, const float* b, int64_t nq, float* P, int64_t ldp,
+                       bool first) {
+  if constexpr (MR > 1) {
+    if (mr < MR) return outer_rows<MR - 1>(mr, A, lda, b, nq, P, ldp, first);
+  }
+  outer_tile<MR>(A, lda, b, nq, P, ldp, first);
+}
+
+void dot_block_packed(const float* A, int64_t n, int64_t lda, const float* B, int64_t kr, int64_t ldb,
+                      int64_t dp, float* out, int64_t ldo, float* Bp, float* P) {
+  const int64_t nq = dp / T::W, npan = (kr + kNR - 1) / kNR;
+  pack_centres(B, kr, ldb, dp, Bp);
+  const int64_t ldp = T::W * kNR;  // P[r * ldp + l * NR + c]: row r's class-l sums of one panel
+  for (int64_t i0 = 0; i0 < n; i0 += kMC) {
+    const int64_t mc = n - i0 < kMC ? n - i0 : kMC;
+    for (int64_t p = 0; p < npan; ++p) {
+      for (int64_t k0 = 0; k0 < dp; k0 += T::KC) {
+        const int64_t q0 = k0 / T::W, nqb = (dp - k0 < T::KC ? dp - k0 : T::KC) / T::W;
+        for (int64_t t = 0; t < mc; t += T::MR) {
+          const int mr = static_cast<int>(mc - t < T::MR ? mc - t : T::MR);
+          for (int l = 0; l < T::W; ++l)
+            outer_rows<T::MR>(mr, A + (i0 + t) * lda + q0 * T::W + l, lda, Bp + ((p * T::W + l) * nq + q0) * kNR,
+                              nqb, P + t * ldp + l * kNR, ldp, k0 == 0);
+        }
+      }
+      // Reduce the classes by hsum's halving tree, W centres at a time.
+      for (int64_t r = 0; r < mc; ++r)
+        for (int v = 0; v < kNV; ++v) {
+          const float* s = P + r * ldp + v * T::W;
+          typename T::vec q[T::W];
+          for (int l = 0; l < T::W; ++l) q[l] = T::load(s + l * kNR);
+          for (int h = T::W / 2; h >= 1; h /= 2)
+            for (int l = 0; l < h; ++l) q[l] = T::add(q[l], q[l + h]);
+          const int64_t j0 = p * kNR + v * T::W;
+          float* o = out + (i0 + r) * ldo + j0;
+          if (j0 + T::W <= kr) {
+            T::store(o, q[0]);
+          } else if (j0 < kr) {
+            float tmp[T::W];
+            T::store(tmp, q[0]);
+            for (int64_t c = 0; c < kr - j0; ++c) o[c] = tmp[c];
+          }
+        }
+    }
+  }
+}
+
+void dot_block(const float* A, int64_t n, int64_t lda, const float* B, int64_t kr, int64_t ldb,
+               int64_t dp, float* out, int64_t ldo) {
+  // Same bits either way. The packing (kr x dp moves) pays off from a few tiles of rows;
+  // UL4M4_DOT_PACKED_ALWAYS (test builds only) takes the packed path for every block of
+  // 2 rows and 2 centres or more, at every level, so that it is checked against the tiles.
+#if defined(UL4M4_DOT_PACKED_ALWAYS)
+  const bool packed = n >= 2 && kr >= 2;
+#else
+  const bool packed = T::PACKED && n >= 2 * T::MR && kr >= T::W && dp >= 4 * T::W;
+#endif
+  if (packed) {
+    static thread_local Scratch64 bp, part;
+    const int64_t npan = (kr + kNR - 1) / kNR;
+    float* Bp = bp.get(npan * kNR * dp);
+    float* P = part.get(kMC * kNR * T::W);
+    if (Bp && P) return dot_block_packed(A, n, lda, B, kr, ldb, dp, out, ldo, Bp, P);
+  }
+  dot_block_tiles(A, n, lda, B, kr, ldb, dp, out, ldo);
 }
 
 }  // namespace

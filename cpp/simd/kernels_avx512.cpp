@@ -2,6 +2,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "ul4m4/kernels.hpp"
@@ -14,8 +15,16 @@ struct T {
   static constexpr int W = 16;
   static constexpr int R = 4;  // 4 x 4 = 16 accumulators of 32 zmm
   static constexpr int C = 4;
+  // Packed outer product: 12 rows x 32 centres = 24 accumulators + 2 + 1; a k block of 128
+  // keeps the panel's strip (16 KiB) and the rows' (6 KiB) in L1 (docs/kernels.md).
+  static constexpr bool PACKED = true;
+  static constexpr int MR = 12;
+  static constexpr int64_t KC = 128;
   static inline vec zero() { return _mm512_setzero_ps(); }
   static inline vec load(const float* p) { return _mm512_loadu_ps(p); }
+  static inline void store(float* p, vec v) { _mm512_storeu_ps(p, v); }
+  static inline vec bcast(float x) { return _mm512_set1_ps(x); }
+  static inline vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
   static inline vec fmadd(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
   static inline float hsum(vec a) {
     // Fixed tree: 512 -> 256 -> 128 -> scalar.

@@ -11,6 +11,7 @@
 #include <arm_neon.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "ul4m4/kernels.hpp"
@@ -23,8 +24,15 @@ struct T {
   static constexpr int W = 4;
   static constexpr int R = 4;  // 4 rows x 4 centres = 16 accumulators + 4 + 1 of 32 registers
   static constexpr int C = 4;
+  // Packed outer product (8 rows x 8 centres = 16 accumulators + 2 + 1): off, unmeasured on ARM64.
+  static constexpr bool PACKED = false;
+  static constexpr int MR = 8;
+  static constexpr int64_t KC = 1024;
   static inline vec zero() { return vdupq_n_f32(0.f); }
   static inline vec load(const float* p) { return vld1q_f32(p); }
+  static inline void store(float* p, vec v) { vst1q_f32(p, v); }
+  static inline vec bcast(float x) { return vdupq_n_f32(x); }
+  static inline vec add(vec a, vec b) { return vaddq_f32(a, b); }
   static inline vec fmadd(vec a, vec b, vec c) { return vfmaq_f32(c, a, b); }
   static inline float hsum(vec a) {
     // (l0 + l2) + (l1 + l3), the scalar level's order.

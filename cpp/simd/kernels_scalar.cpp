@@ -1,6 +1,7 @@
 // Baseline x86-64 / portable kernels: no ISA flags. Used when the CPU has no AVX2+FMA,
 // or when the user forces UL4M4_SIMD=scalar.
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 
 #include "ul4m4/kernels.hpp"
@@ -14,8 +15,19 @@ struct T {
   static constexpr int W = 4;
   static constexpr int R = 4;
   static constexpr int C = 2;
+  // Packed outer product (6 rows x 8 centres): off, 1.5-2x slower than the tiles (docs/kernels.md).
+  static constexpr bool PACKED = false;
+  static constexpr int MR = 6;
+  static constexpr int64_t KC = 1024;
   static inline vec zero() { return vec{{0.f, 0.f, 0.f, 0.f}}; }
   static inline vec load(const float* p) { return vec{{p[0], p[1], p[2], p[3]}}; }
+  static inline void store(float* p, const vec& v) {
+    for (int l = 0; l < 4; ++l) p[l] = v.v[l];
+  }
+  static inline vec bcast(float x) { return vec{{x, x, x, x}}; }
+  static inline vec add(const vec& a, const vec& b) {
+    return vec{{a.v[0] + b.v[0], a.v[1] + b.v[1], a.v[2] + b.v[2], a.v[3] + b.v[3]}};
+  }
   static inline vec fmadd(const vec& a, const vec& b, const vec& c) {
     vec r;
     for (int l = 0; l < 4; ++l) r.v[l] = a.v[l] * b.v[l] + c.v[l];
