@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 import reference as ref
@@ -183,15 +183,28 @@ def ref_kmeans_with_margins(Zs, P, C0, H0, max_iter, tol):
 
 
 def greedy_margin(scores):
-    """Smallest relative gap between distinct consecutive finite candidate scores of a row
-    (exact ties are structural and must be reproduced, so they do not count)."""
+    """Smallest gap between distinct consecutive finite candidate scores of a row, measured
+    on the squared scale the core computes (float32 dot products, so an absolute error that
+    does not shrink with the distance) as (b^2 - a^2) / (1 + b^2): relative for large scores,
+    absolute near 0, where a row that coincides with several centres has scores like 2e-11
+    and 3e-11 that float32 cannot order (the assignment's tie band has the same shape).
+    Exact ties are structural and must be reproduced, so they do not count."""
     worst = math.inf
     for row in scores:
         f = np.sort(row[np.isfinite(row)])
         for a, b in zip(f[:-1], f[1:]):
             if b > a:
-                worst = min(worst, (b - a) / b)
+                worst = min(worst, (b * b - a * a) / (1.0 + b * b))
     return worst
+
+
+def test_greedy_margin_sees_float32_noise_near_zero():
+    # scores of a row lying on several centres: far apart relatively, but all within float32
+    # noise of 0 on the squared scale, so no test may ask the core to order them
+    assert greedy_margin(np.array([[2.14e-11, 2.63e-11, 1.0]])) < MARGIN
+    # ordinary gaps still count, relatively
+    assert greedy_margin(np.array([[0.5, 1.0, 2.0]])) > MARGIN
+    assert greedy_margin(np.array([[100.0, 100.001]])) < MARGIN
 
 
 def model_of(imp):
@@ -354,6 +367,10 @@ def many_centre_problems(draw):
 
 @settings(max_examples=40, **SETTINGS)
 @given(spec=many_centre_problems(), max_iter=st.integers(0, 5))
+# Found by hypothesis: rows equal to a singleton centre score ~1e-11 against several
+# candidates, an order float32 cannot see (greedy_margin now leaves such draws out).
+@example(spec=dict(seed=665, M=3, N=172, K=18, dtype=np.float64, p_keep="mixed", always_first=False),
+         max_iter=1)
 def test_greedy_completion_many_centres_matches_literal_loop(spec, max_iter):
     pb = make_problem(**spec)
     Xs, P = pb["Xs"], pb["P"]
