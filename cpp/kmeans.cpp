@@ -10,7 +10,6 @@ using namespace detail;
 
 namespace {
 
-
 // Centre j of `c` set from row i (z-space, float64), with the row's presence.
 void centre_from_row(const Dataset& ds, const Normalizer& norm, int64_t i, Centres& c, int64_t j) {
   const int M = ds.M();
@@ -42,69 +41,6 @@ Centres empty_centres(const Normalizer& norm, int64_t K) {
   return c;
 }
 
-// Partial distance (not squared) between centre j of a and centre j of b.
-double centre_shift(const Centres& a, const Centres& b, int64_t j, const std::vector<int64_t>& d) {
-  const int M = static_cast<int>(d.size());
-  double num = 0.0;
-  int cnt = 0;
-  for (int m = 0; m < M; ++m) {
-    if (!a.has(j, m) || !b.has(j, m)) continue;
-    num += mean_sq_diff(a.z[m].data() + j * d[m], b.z[m].data() + j * d[m], d[m]);
-    ++cnt;
-  }
-  return cnt ? std::sqrt(num / cnt) : kInf;
-}
-
-// docs/algorithm.md section 4, update: mean of members' z having m; a modality no member has becomes absent;
-// a cluster with no member keeps its centre. `sum_of(j)` gives centre j's D sums (float64,
-// raw space), `count(j, m)` and `size(j)` its counts.
-template <class SumOf, class Count, class Size>
-Centres update_from(const Centres& old, const Normalizer& norm, const std::vector<int64_t>& off,
-                    SumOf&& sum_of, Count&& count, Size&& size) {
-  const int M = norm.M();
-  Centres c = old;
-  for (int64_t j = 0; j < c.K; ++j) {
-    if (size(j) == 0) continue;
-    const double* s = sum_of(j);
-    for (int m = 0; m < M; ++m) {
-      const int64_t cnt = count(j, m);
-      const int64_t d = norm.d[m];
-      double* z = c.z[m].data() + j * d;
-      c.H[j * M + m] = cnt > 0;
-      for (int64_t k = 0; k < d; ++k)
-        z[k] = cnt > 0 ? (s[off[m] + k] / static_cast<double>(cnt) - norm.mu[m][k]) / norm.sigma[m][k] : 0.0;
-    }
-  }
-  return c;
-}
-
-// Folds every block's sums into block 0 (in block order, so the result does not depend on
-// the thread count), in parallel over centres, then applies the update rules.
-Centres update_centres(Accumulator& acc, const Centres& old, const Normalizer& norm, const RunContext& ctx) {
-  const int M = acc.M;
-  const int64_t K = acc.K, D = acc.D;
-  parallel_tasks(K, ctx, [&](int64_t j, int) {
-    double* dst = acc.sums.data() + j * D;
-    bool valid = acc.sizes[j] > 0;  // block 0's row is zeroed only when touched
-    for (int64_t b = 1; b < acc.n_blocks; ++b) {
-      const int64_t n = acc.sizes[b * K + j];
-      if (n == 0) continue;
-      const double* src = acc.sums.data() + (b * K + j) * D;
-      if (valid) {
-        for (int64_t k = 0; k < D; ++k) dst[k] += src[k];
-      } else {
-        std::copy(src, src + D, dst);
-        valid = true;
-      }
-      acc.sizes[j] += n;
-      for (int m = 0; m < M; ++m) acc.counts[j * M + m] += acc.counts[(b * K + j) * M + m];
-    }
-  });
-  return update_from(
-      old, norm, acc.off, [&](int64_t j) { return acc.sums.data() + j * D; },
-      [&](int64_t j, int m) { return acc.counts[j * M + m]; }, [&](int64_t j) { return acc.sizes[j]; });
-}
-
 KMeansResult lloyd(const Dataset& ds, const Normalizer& norm, Centres init, const KMeansParams& p,
                    const RunContext& ctx) {
   using clock = std::chrono::steady_clock;
@@ -128,8 +64,7 @@ KMeansResult lloyd(const Dataset& ds, const Normalizer& norm, Centres init, cons
     const auto t0 = clock::now();
     Centres c = update_centres(acc, model->centres(), norm, ctx);
     ++r.n_iter;
-    double shift = 0.0;
-    for (int64_t j = 0; j < c.K; ++j) shift = std::max(shift, centre_shift(model->centres(), c, j, norm.d));
+    const double shift = max_centre_shift(model->centres(), c, norm.d);
     if (bounds) bounds->set_shifts(model->centres(), c, norm);
     model = std::make_unique<Model>(norm, std::move(c), false);
     st = pass(next.data(), labels.data());
@@ -162,16 +97,6 @@ KMeansResult lloyd(const Dataset& ds, const Normalizer& norm, Centres init, cons
 }
 
 }  // namespace
-
-Centres centres_from_sums(const UpdateSums& u, const Centres& old, const Normalizer& norm) {
-  const int M = norm.M();
-  std::vector<int64_t> off(M + 1, 0);
-  for (int m = 0; m < M; ++m) off[m + 1] = off[m] + norm.d[m];
-  if (u.K != old.K || u.D != off[M]) throw std::invalid_argument("update sums do not match the centres");
-  return update_from(
-      old, norm, off, [&](int64_t j) { return u.sums.data() + j * u.D; },
-      [&](int64_t j, int m) { return u.counts[j * M + m]; }, [&](int64_t j) { return u.sizes[j]; });
-}
 
 Centres seed_kmeanspp(const Dataset& ds, const Normalizer& norm, int64_t K, uint64_t seed,
                       const RunContext& ctx) {
