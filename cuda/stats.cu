@@ -129,14 +129,7 @@ __global__ void stats_partial(Desc desc, int64_t tile_rows, const double* mean, 
         }
       }
     }
-    s[ty][tx] = acc;
-    __syncthreads();
-    if (ty == 0 && valid) {
-      const double a = (s[0][tx] + s[1][tx]) + (s[2][tx] + s[3][tx]);
-      const double b = (s[4][tx] + s[5][tx]) + (s[6][tx] + s[7][tx]);
-      part[t * desc.D + md.off + k] = a + b;
-    }
-    __syncthreads();
+    fold_row_lanes(s, acc, valid, part + t * desc.D + md.off + k);
   }
 }
 

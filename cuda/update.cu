@@ -16,7 +16,6 @@ namespace ul4m4::cuda::detail {
 
 namespace {
 
-
 __global__ void sort_count(const int32_t* labels, int64_t n, int64_t K, int64_t n_stiles, int* hist) {
   for (int64_t tile = blockIdx.x; tile < n_stiles; tile += gridDim.x) {
     const int64_t r1 = tmin<int64_t>(n, (tile + 1) * kSortTile);
@@ -131,14 +130,7 @@ __global__ void segment_sums(Desc desc, int64_t K, int64_t sub_rows, int64_t n_s
         const int64_t i = order[q];
         if (valid && desc.present[i * desc.M + m]) acc = __dadd_rn(acc, load_x(md, i, k));
       }
-      s[ty][tx] = acc;
-      __syncthreads();
-      if (ty == 0 && valid) {
-        const double x = (s[0][tx] + s[1][tx]) + (s[2][tx] + s[3][tx]);
-        const double y = (s[4][tx] + s[5][tx]) + (s[6][tx] + s[7][tx]);
-        part[b * desc.D + md.off + k] = x + y;
-      }
-      __syncthreads();
+      fold_row_lanes(s, acc, valid, part + b * desc.D + md.off + k);
     }
   }
 }
