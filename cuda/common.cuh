@@ -535,24 +535,33 @@ __device__ __forceinline__ float norm_z(const ModDesc& md, const ModelView& mv, 
   return static_cast<float>(__dmul_rn(__dsub_rn(x, mv.mu[c]), mv.inv_sigma[c]));
 }
 
-/// The modality of flat feature c (binary search over the offsets).
-__device__ __forceinline__ int mod_of(const Desc& desc, int64_t c) {
+/// The last modality whose offset `key` (ascending in m) is <= v: binary search.
+__device__ __forceinline__ int mod_by(const Desc& desc, int32_t ModDesc::*key, int64_t v) {
   int lo = 0, hi = desc.M - 1;
   while (lo < hi) {
     const int mid = (lo + hi + 1) >> 1;
-    if (desc.mod[mid].off <= c) lo = mid; else hi = mid - 1;
+    if (desc.mod[mid].*key <= v) lo = mid; else hi = mid - 1;
   }
   return lo;
 }
 
-/// The modality of column tile ct.
-__device__ __forceinline__ int mod_of_tile(const Desc& desc, int ct) {
-  int lo = 0, hi = desc.M - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (desc.mod[mid].ct_off <= ct) lo = mid; else hi = mid - 1;
-  }
-  return lo;
+/// The modality of flat feature c.
+__device__ __forceinline__ int mod_of(const Desc& desc, int64_t c) { return mod_by(desc, &ModDesc::off, c); }
+
+/// The modality of padded feature p.
+__device__ __forceinline__ int mod_of_padded(const Desc& desc, int64_t p) { return mod_by(desc, &ModDesc::poff, p); }
+
+/// Thread column tx of column tile ct (32 features of modality m): feature k, and whether
+/// k < d_m.
+struct TileColumn {
+  int m;
+  int64_t k;
+  bool valid;
+};
+__device__ __forceinline__ TileColumn tile_column(const Desc& desc, int ct, int tx) {
+  const int m = mod_by(desc, &ModDesc::ct_off, ct);
+  const int64_t k = static_cast<int64_t>(ct - desc.mod[m].ct_off) * 32 + tx;
+  return {m, k, k < desc.mod[m].d};
 }
 
 __device__ __forceinline__ uint64_t full_mask(int M) {

@@ -121,10 +121,8 @@ __global__ void segment_sums(Desc desc, int64_t K, int64_t sub_rows, int64_t n_s
     const long long q0 = seg[j] + (b - sub[j]) * sub_rows;
     const long long q1 = tmin<long long>(q0 + sub_rows, seg[j + 1]);
     for (int ct = blockIdx.y; ct < desc.CT; ct += gridDim.y) {
-      const int m = mod_of_tile(desc, ct);
+      const auto [m, k, valid] = tile_column(desc, ct, tx);
       const ModDesc& md = desc.mod[m];
-      const int64_t k = static_cast<int64_t>(ct - md.ct_off) * 32 + tx;
-      const bool valid = k < md.d;
       double acc = 0.0;
       for (long long q = q0 + ty; q < q1; q += 8) {
         const int64_t i = order[q];
