@@ -18,7 +18,7 @@ inline void store(const MutableMatrixView& o, int64_t i, int64_t k, double v) {
     static_cast<double*>(o.data)[i * o.row_stride + k] = v;
 }
 
-void copy_row(const MatrixView& in, const MutableMatrixView& o, int64_t i) {
+inline void copy_row(const MatrixView& in, const MutableMatrixView& o, int64_t i) {
   if (in.data == o.data && in.row_stride == o.row_stride && in.dtype == o.dtype) return;  // in place
   if (in.dtype == o.dtype) {
     const size_t bytes = (in.dtype == DType::F32 ? 4 : 8) * static_cast<size_t>(in.cols);
@@ -190,7 +190,7 @@ struct GreedyScratch : ChunkScratch {
 // division, and the result is the same bits as an all-division computation.
 constexpr double kTieRel = 1e-12;
 
-double exact_score(const GreedyScratch& L, const Pattern& P, size_t q, int64_t K) {
+inline double exact_score(const GreedyScratch& L, const Pattern& P, size_t q, int64_t K) {
   const double* F = P.F.data() + q * K;
   const double* Dn = P.D.data() + q * K;
   double best = kInf;
@@ -201,7 +201,7 @@ double exact_score(const GreedyScratch& L, const Pattern& P, size_t q, int64_t K
   return best;
 }
 
-void build_pattern(const Job& J, const double* f, Pattern& P, uint64_t a) {
+inline void build_pattern(const Job& J, const double* f, Pattern& P, uint64_t a) {
   const int M = J.M;
   const int64_t K = J.K;
   const uint64_t full = J.full;
@@ -242,7 +242,7 @@ void build_pattern(const Job& J, const double* f, Pattern& P, uint64_t a) {
   }
 }
 
-const Pattern& pattern_of(const Job& J, const double* f, GreedyScratch& L, uint64_t a) {
+inline const Pattern& pattern_of(const Job& J, const double* f, GreedyScratch& L, uint64_t a) {
   for (const Pattern& P : L.patterns)
     if (P.a == a) return P;
   Pattern* P;
@@ -258,7 +258,7 @@ const Pattern& pattern_of(const Job& J, const double* f, GreedyScratch& L, uint6
 
 // Scores the pending rows of the chunk starting at r0, grouped by missing pattern, and
 // writes the winners.
-void greedy_rows(const Job& J, const double* f, GreedyScratch& L, int64_t r0) {
+inline void greedy_rows(const Job& J, const double* f, GreedyScratch& L, int64_t r0) {
   const int M = J.M;
   const int64_t K = J.K;
   const uint64_t full = J.full;
@@ -414,7 +414,7 @@ struct SoftScratch : ChunkScratch {
 };
 
 // Soft: z = sum_j w_j c_j^m for the queued rows of each modality, then x = z sigma + mu.
-void soft_write(const Job& J, int64_t i, int m, const float* z) {
+inline void soft_write(const Job& J, int64_t i, int m, const float* z) {
   const Normalizer& norm = J.norm;
   const std::vector<MutableMatrixView>& out = J.out;
   const int64_t d = norm.d[m];
@@ -431,7 +431,7 @@ void soft_write(const Job& J, int64_t i, int m, const float* z) {
   }
 }
 
-void soft_fill(const Job& J, SoftScratch& L) {
+inline void soft_fill(const Job& J, SoftScratch& L) {
   const int M = J.M;
   const int64_t K = J.K;
   const KernelTable& kern = kernels();
