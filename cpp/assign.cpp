@@ -8,77 +8,6 @@ using namespace detail;
 
 namespace detail {
 
-Accumulator::Accumulator(int64_t n, int64_t chunk, int64_t K, const std::vector<int64_t>& d)
-    : K(K), M(static_cast<int>(d.size())) {
-  off.assign(M + 1, 0);
-  for (int m = 0; m < M; ++m) off[m + 1] = off[m] + d[m];
-  D = off[M];
-  // Block count: from the data's shape only (never the thread count): at most 32, at
-  // least 4 chunks of rows per block, and at most ~64 MiB of float64 sums in all.
-  const int64_t per_block = std::max<int64_t>(1, K * D * 8);
-  const int64_t by_mem = std::max<int64_t>(1, (int64_t{64} << 20) / per_block);
-  const int64_t by_rows = std::max<int64_t>(1, ceil_div(ceil_div(n, chunk), 4));  // = ceil(n / 4 chunk)
-  n_blocks = std::max<int64_t>(1, std::min<int64_t>({32, by_mem, by_rows}));
-  sums.assign(n_blocks * K * D, 0.0);
-  counts.assign(n_blocks * K * M, 0);
-  sizes.assign(n_blocks * K, 0);
-}
-
-void Accumulator::clear() {
-  // sums are not cleared here: a (block, centre) row is zeroed when first touched.
-  std::fill(counts.begin(), counts.end(), 0);
-  std::fill(sizes.begin(), sizes.end(), 0);
-}
-
-// Adds the chunk's rows to block b's sums, one cluster at a time: the members of a cluster
-// (in row order) are summed into a local float64 row that stays in cache, which is then
-// added to the block's sums once, instead of one read-modify-write of the (K x D, out of
-// cache) block sums per row. The order depends on the chunk and block partition only.
-static void accumulate_chunk(const Dataset& ds, Accumulator& acc, int64_t b, int64_t r0, int64_t r1,
-                             const int32_t* lab, Scratch& s) {
-  const int M = acc.M;
-  const int64_t K = acc.K, n = r1 - r0;
-  const KernelTable& kern = kernels();
-  s.acc_local.resize(acc.D);
-  s.order.resize(n);
-  s.start.assign(K + 1, 0);
-  for (int64_t t = 0; t < n; ++t)
-    if (lab[t] >= 0) ++s.start[lab[t] + 1];
-  for (int64_t j = 0; j < K; ++j) s.start[j + 1] += s.start[j];
-  std::vector<int64_t> cursor(s.start.begin(), s.start.end() - 1);
-  for (int64_t t = 0; t < n; ++t)
-    if (lab[t] >= 0) s.order[cursor[lab[t]]++] = t;
-  int64_t cnt[kMaxModalities];
-  for (int64_t j = 0; j < K; ++j) {
-    if (s.start[j] == s.start[j + 1]) continue;
-    uint64_t used = 0;
-    for (int m = 0; m < M; ++m) cnt[m] = 0;
-    for (int64_t q = s.start[j]; q < s.start[j + 1]; ++q) {
-      const int64_t i = r0 + s.order[q];
-      for_bits(row_mask(ds, i), [&](int m) {
-        double* loc = s.acc_local.data() + acc.off[m];
-        if (!(used >> m & 1)) {
-          std::fill(loc, loc + (acc.off[m + 1] - acc.off[m]), 0.0);
-          used |= uint64_t{1} << m;
-        }
-        const MatrixView& v = ds.X[m];
-        if (v.dtype == DType::F32)
-          kern.accum_f32(static_cast<const float*>(v.data) + i * v.row_stride, v.cols, loc);
-        else
-          kern.accum_f64(static_cast<const double*>(v.data) + i * v.row_stride, v.cols, loc);
-        ++cnt[m];
-      });
-    }
-    double* sums = acc.sums.data() + (b * K + j) * acc.D;
-    if (acc.sizes[b * K + j] == 0) std::fill(sums, sums + acc.D, 0.0);
-    acc.sizes[b * K + j] += s.start[j + 1] - s.start[j];
-    for_bits(used, [&](int m) {
-      kern.accum_f64(s.acc_local.data() + acc.off[m], acc.off[m + 1] - acc.off[m], sums + acc.off[m]);
-      acc.counts[(b * K + j) * M + m] += cnt[m];
-    });
-  }
-}
-
 // Lloyd's label of row i (presence a) from its row e of the float32 table: the argmin of
 // the K combined distances (written to vals), ties to the lowest j; near ties (within the
 // float32 table's error) are settled by float64 direct differences, so exact ties (e.g. a
@@ -116,57 +45,86 @@ static int32_t decide(const Dataset& ds, const Model& model, const CentreTables&
   return arg;
 }
 
+namespace {
+
+// Per-thread scratch of a pass.
+struct PassScratch {
+  Scratch dist;
+  SumScratch sums;
+  std::vector<double> vals;  // K table distances of one row
+  std::vector<int32_t> lab;  // labels of the chunk
+  std::vector<uint8_t> sel;  // bounded pass: rows of the chunk whose table row is computed
+};
+
+// Per-block tallies of a pass, summed in block order.
+struct BlockTally {
+  double inertia = 0.0;
+  int64_t changed = 0, unassigned = 0, evals = 0;
+};
+
+// The scaffolding of an assignment pass: rows in nb fixed blocks (one task each), each
+// block in chunks of chunk_rows_for(ctx, n) rows. fn(s, tally, tid, r0, r1) labels the
+// chunk's rows into s.lab (with s.dist sized for the chunk and K centres); the driver then
+// adds them to acc's block sums (when given) and copies them to labels (when given).
+// evals: when given, the sum of the blocks' evals.
+template <class ChunkFn>
+PassStats run_pass(const Dataset& ds, const Normalizer& norm, int64_t K, int64_t nb, Accumulator* acc,
+                   int32_t* labels, const RunContext& ctx, ChunkFn&& fn, int64_t* evals = nullptr) {
+  const int64_t n = ds.n;
+  const int64_t chunk = chunk_rows_for(ctx, n);
+  if (acc) acc->clear();
+  std::vector<BlockTally> tally(nb);
+  std::vector<PassScratch> scratch(threads_for(ctx, nb));
+  parallel_tasks(nb, ctx, [&](int64_t b, int tid) {
+    PassScratch& s = scratch[tid];
+    if (s.dist.z.empty()) {
+      s.dist.reserve(chunk, max_dp(norm), K, ds.M());
+      s.vals.resize(K);
+      s.lab.resize(chunk);
+      s.sel.resize(chunk);
+    }
+    const int64_t b0 = part_begin(n, nb, b), b1 = part_begin(n, nb, b + 1);
+    for (int64_t r0 = b0; r0 < b1; r0 += chunk) {
+      const int64_t r1 = std::min(b1, r0 + chunk);
+      fn(s, tally[b], tid, r0, r1);
+      if (acc) accumulate_chunk(ds, *acc, b, r0, r1, s.lab.data(), s.sums);
+      if (labels) std::copy(s.lab.data(), s.lab.data() + (r1 - r0), labels + r0);
+    }
+  });
+  PassStats st;
+  int64_t ev = 0;
+  for (const BlockTally& t : tally) {
+    st.inertia += t.inertia;
+    st.n_changed += t.changed;
+    st.n_unassigned += t.unassigned;
+    ev += t.evals;
+  }
+  if (evals) *evals = ev;
+  return st;
+}
+
+}  // namespace
+
 PassStats assign_pass(const Dataset& ds, const Model& model, int32_t* labels, double* min_d2,
                       const int32_t* prev_labels, Accumulator* acc, const RunContext& ctx) {
   const int M = ds.M();
   const int64_t K = model.K();
-  const int64_t n = ds.n;
   check_against(ds, model, nullptr);
-  const int64_t chunk = chunk_rows_for(ctx, n);
-  const int64_t nb = acc ? acc->n_blocks : std::max<int64_t>(1, ceil_div(n, chunk));
-  if (acc) acc->clear();
+  const int64_t nb = acc ? acc->n_blocks : std::max<int64_t>(1, ceil_div(ds.n, chunk_rows_for(ctx, ds.n)));
   const CentreTables C = tables_of(model);
   const Normalizer& norm = model.norm();
-  std::vector<double> inertia(nb, 0.0);
-  std::vector<int64_t> changed(nb, 0), unassigned(nb, 0);
-  const int nt = threads_for(ctx, nb);
-  std::vector<Scratch> scratch(nt);
-  std::vector<int32_t> lab_local(nt * chunk);
-  std::vector<double> d2_local(nt * chunk);
-
-  parallel_tasks(nb, ctx, [&](int64_t b, int tid) {
-    Scratch& s = scratch[tid];
-    if (s.z.empty()) {
-      s.reserve(chunk, max_dp(norm), K, M);
-      s.vals.resize(K);
-    }
-    int32_t* lab = lab_local.data() + tid * chunk;
-    double* dd = d2_local.data() + tid * chunk;
-    const int64_t b0 = part_begin(n, nb, b), b1 = part_begin(n, nb, b + 1);
-    for (int64_t r0 = b0; r0 < b1; r0 += chunk) {
-      const int64_t r1 = std::min(b1, r0 + chunk);
-      e_table(ds, norm, C, r0, r1, nullptr, s);
-      for (int64_t i = r0; i < r1; ++i) {
-        const int64_t t = i - r0;
-        double best;
-        const int32_t arg = decide(ds, model, C, i, row_mask(ds, i), s.e.data() + t * K * M, s.vals.data(), best);
-        lab[t] = arg;
-        dd[t] = best;
-        if (arg >= 0) inertia[b] += best; else ++unassigned[b];
-        if (prev_labels && prev_labels[i] != arg) ++changed[b];
-      }
-      if (acc) accumulate_chunk(ds, *acc, b, r0, r1, lab, s);
-      if (labels) std::copy(lab, lab + (r1 - r0), labels + r0);
-      if (min_d2) std::copy(dd, dd + (r1 - r0), min_d2 + r0);
+  return run_pass(ds, norm, K, nb, acc, labels, ctx, [&](PassScratch& s, BlockTally& tally, int, int64_t r0, int64_t r1) {
+    e_table(ds, norm, C, r0, r1, nullptr, s.dist);
+    for (int64_t i = r0; i < r1; ++i) {
+      const int64_t t = i - r0;
+      double best;
+      const int32_t arg = decide(ds, model, C, i, row_mask(ds, i), s.dist.e.data() + t * K * M, s.vals.data(), best);
+      s.lab[t] = arg;
+      if (min_d2) min_d2[i] = best;
+      if (arg >= 0) tally.inertia += best; else ++tally.unassigned;
+      if (prev_labels && prev_labels[i] != arg) ++tally.changed;
     }
   });
-  PassStats st;
-  for (int64_t b = 0; b < nb; ++b) {
-    st.inertia += inertia[b];
-    st.n_changed += changed[b];
-    st.n_unassigned += unassigned[b];
-  }
-  return st;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -225,43 +183,6 @@ constexpr int64_t kMaxGroups = 64;
 // A float <= x for x >= 0 (the float conversion is within 2^-24 relative; branch-free, so the
 // loops over K centres vectorise): inf stays inf, 0 stays 0.
 inline float round_down(double x) { return static_cast<float>(x) * (1.0f - 0x1p-22f); }
-
-// One row normalised once (every present modality), for the distances to a few centres.
-struct RowZ {
-  std::vector<float> z;      // sum of dp
-  std::vector<int64_t> off;  // M + 1
-  double zz[kMaxModalities];
-  RowZ(const Normalizer& norm) : off(norm.M() + 1, 0) {
-    for (int m = 0; m < norm.M(); ++m) off[m + 1] = off[m] + norm.dp[m];
-    z.resize(off.back());
-  }
-  const Dataset* ds = nullptr;
-  int64_t i = -1;
-  uint64_t ready = 0;  // modalities of row i normalised so far
-  void load(const Dataset& d, int64_t row) {
-    ds = &d;
-    i = row;
-    ready = 0;
-  }
-  // Squared partial distance to centre l as the float32 table computes it (same
-  // normalisation, dot product, e_value and order of the sum): bit-identical to combine()
-  // on e_table's row, as a pair's dot does not depend on the tile that computes it.
-  double d2(const Normalizer& norm, const CentreTables& C, uint64_t a, int64_t l) {
-    const uint64_t s = a & C.hmask[l];
-    if (!s) return kInf;
-    for_bits(s & ~ready, [&](int m) { zz[m] = normalize_row(*ds, norm, m, i, z.data() + off[m]); });
-    ready |= s;
-    const KernelTable& kern = kernels();
-    double num = 0.0;
-    for_bits(s, [&](int m) {
-      const int64_t dp = norm.dp[m];
-      float dot;
-      kern.dot_block(z.data() + off[m], 1, dp, C.zf[m] + l * dp, 1, dp, dp, &dot, 1);
-      num += static_cast<double>(e_value(zz[m], C.cnorm[m][l], dot, 1.0 / static_cast<double>(norm.d[m])));
-    });
-    return num / popcount(s);
-  }
-};
 
 }  // namespace
 
@@ -360,10 +281,7 @@ PassStats bounded_pass(const Dataset& ds, const Model& model, int32_t* labels, c
   const int M = ds.M();
   const int64_t K = model.K();
   const int64_t n = ds.n;
-  const int64_t chunk = std::max<int64_t>(1, ctx.chunk_rows);
-  const int64_t nb = acc.n_blocks;
   if (b.K != K || b.n != n) throw std::logic_error("bounds do not match the model");
-  acc.clear();
   const CentreTables C = tables_of(model);
   const Normalizer& norm = model.norm();
   const bool use = b.valid && b.shifts_ready && prev_labels;
@@ -389,12 +307,7 @@ PassStats bounded_pass(const Dataset& ds, const Model& model, int32_t* labels, c
     return E;
   };
   constexpr double kSlack = 1.0 + 1e-9;
-  std::vector<double> inertia(nb, 0.0);
-  std::vector<int64_t> changed(nb, 0), unassigned(nb, 0), evals(nb, 0);
-  const int nt = threads_for(ctx, nb);
-  std::vector<Scratch> scratch(nt);
-  std::vector<int32_t> lab_local(nt * chunk);
-  std::vector<uint8_t> sel_local(nt * chunk);
+  const int nt = threads_for(ctx, acc.n_blocks);
   std::vector<RowZ> rowz(nt, RowZ(norm));
   std::vector<std::vector<int64_t>> fail_local(nt, std::vector<int64_t>(K));
   std::vector<std::vector<double>> vx_local(nt, std::vector<double>(K));
@@ -478,67 +391,50 @@ PassStats bounded_pass(const Dataset& ds, const Model& model, int32_t* labels, c
     return true;
   };
 
-  parallel_tasks(nb, ctx, [&](int64_t bi, int tid) {
-    Scratch& s = scratch[tid];
-    if (s.z.empty()) {
-      s.reserve(chunk, max_dp(norm), K, M);
-      s.vals.resize(K);
+  int64_t ev = 0;
+  const PassStats st = run_pass(ds, norm, K, acc.n_blocks, &acc, labels, ctx, [&](PassScratch& s, BlockTally& tally, int tid,
+                                                                             int64_t r0, int64_t r1) {
+    int32_t* lab = s.lab.data();
+    uint8_t* sel = s.sel.data();
+    int64_t n_sel = 0;
+    for (int64_t i = r0; i < r1; ++i) {
+      const int64_t t = i - r0;
+      const int32_t p = use ? prev_labels[i] : -1;
+      if (p >= 0 && settle(i, p, tid, tally.evals)) {
+        sel[t] = 0;
+        lab[t] = p;
+      } else {
+        sel[t] = 1;
+        ++n_sel;
+      }
     }
-    int32_t* lab = lab_local.data() + tid * chunk;
-    uint8_t* sel = sel_local.data() + tid * chunk;
-    const int64_t b0 = part_begin(n, nb, bi), b1 = part_begin(n, nb, bi + 1);
-    for (int64_t r0 = b0; r0 < b1; r0 += chunk) {
-      const int64_t r1 = std::min(b1, r0 + chunk);
-      int64_t n_sel = 0;
-      for (int64_t i = r0; i < r1; ++i) {
-        const int64_t t = i - r0;
-        const int32_t p = use ? prev_labels[i] : -1;
-        if (p >= 0 && settle(i, p, tid, evals[bi])) {
-          sel[t] = 0;
-          lab[t] = p;
+    if (n_sel > 0) e_table(ds, norm, C, r0, r1, sel, s.dist);
+    for (int64_t i = r0; i < r1; ++i) {
+      const int64_t t = i - r0;
+      if (sel[t]) {
+        const uint64_t a = row_mask(ds, i);
+        double best;
+        const int32_t arg = decide(ds, model, C, i, a, s.dist.e.data() + t * K * M, s.vals.data(), best);
+        lab[t] = arg;
+        if (a) tally.evals += K;
+        const double E = margin(i, a);
+        float* lb = b.lower.data() + i * K;
+        for (int64_t l = 0; l < K; ++l) lb[l] = round_down(std::sqrt(std::max(0.0, s.vals[l] - E)));
+        if (arg >= 0) {
+          b.upper[i] = std::sqrt(s.vals[arg] + E);
+          b.best[i] = best;
+          tally.inertia += best;
         } else {
-          sel[t] = 1;
-          ++n_sel;
+          b.upper[i] = kInf;
+          b.best[i] = kInf;
+          ++tally.unassigned;
         }
       }
-      if (n_sel > 0) e_table(ds, norm, C, r0, r1, sel, s);
-      for (int64_t i = r0; i < r1; ++i) {
-        const int64_t t = i - r0;
-        if (sel[t]) {
-          const uint64_t a = row_mask(ds, i);
-          double best;
-          const int32_t arg = decide(ds, model, C, i, a, s.e.data() + t * K * M, s.vals.data(), best);
-          lab[t] = arg;
-          if (a) evals[bi] += K;
-          const double E = margin(i, a);
-          float* lb = b.lower.data() + i * K;
-          for (int64_t l = 0; l < K; ++l) lb[l] = round_down(std::sqrt(std::max(0.0, s.vals[l] - E)));
-          if (arg >= 0) {
-            b.upper[i] = std::sqrt(s.vals[arg] + E);
-            b.best[i] = best;
-            inertia[bi] += best;
-          } else {
-            b.upper[i] = kInf;
-            b.best[i] = kInf;
-            ++unassigned[bi];
-          }
-        }
-        if (prev_labels && prev_labels[i] != lab[t]) ++changed[bi];
-      }
-      accumulate_chunk(ds, acc, bi, r0, r1, lab, s);
-      if (labels) std::copy(lab, lab + (r1 - r0), labels + r0);
+      if (prev_labels && prev_labels[i] != lab[t]) ++tally.changed;
     }
-  });
+  }, &ev);
   b.valid = true;
   b.shifts_ready = false;
-  PassStats st;
-  int64_t ev = 0;
-  for (int64_t bi = 0; bi < nb; ++bi) {
-    st.inertia += inertia[bi];
-    st.n_changed += changed[bi];
-    st.n_unassigned += unassigned[bi];
-    ev += evals[bi];
-  }
   if (skipped) *skipped = n * K > 0 ? 1.0 - static_cast<double>(ev) / static_cast<double>(n * K) : 0.0;
   return st;
 }
@@ -574,17 +470,13 @@ UpdateSums assign_and_sum(const Dataset& ds, const Model& model, int32_t* labels
   UpdateSums u;
   u.K = acc.K;
   u.D = acc.D;
+  // Block 0 after the fold: the same sums as adding the blocks to zero in block order.
+  fold_blocks(acc, ctx);
   u.sums.assign(acc.K * acc.D, 0.0);
-  u.counts.assign(acc.K * acc.M, 0);
-  u.sizes.assign(acc.K, 0);
-  for (int64_t b = 0; b < acc.n_blocks; ++b)
-    for (int64_t j = 0; j < acc.K; ++j) {
-      if (acc.sizes[b * acc.K + j] == 0) continue;
-      u.sizes[j] += acc.sizes[b * acc.K + j];
-      for (int m = 0; m < acc.M; ++m) u.counts[j * acc.M + m] += acc.counts[(b * acc.K + j) * acc.M + m];
-      const double* src = acc.sums.data() + (b * acc.K + j) * acc.D;
-      for (int64_t k = 0; k < acc.D; ++k) u.sums[j * acc.D + k] += src[k];
-    }
+  u.counts.assign(acc.counts.begin(), acc.counts.begin() + acc.K * acc.M);
+  u.sizes.assign(acc.sizes.begin(), acc.sizes.begin() + acc.K);
+  for (int64_t j = 0; j < acc.K; ++j)
+    if (u.sizes[j] > 0) std::copy_n(acc.sums.data() + j * acc.D, acc.D, u.sums.data() + j * acc.D);
   u.inertia = st.inertia;
   u.n_unassigned = st.n_unassigned;
   u.n_changed = st.n_changed;

@@ -1,109 +1,14 @@
-// Sections 3 and 4: k-means++ seeding on the partial distance and the masked Lloyd loop.
+// Section 4: the masked Lloyd loop (assignment passes in assign.cpp, the update in
+// update.cpp) and the restarts from k-means++ seeds (seed.cpp).
 #include <chrono>
 #include <memory>
 
 #include "assign.hpp"
-#include "ul4m4/rng.hpp"
 
 namespace ul4m4 {
 using namespace detail;
 
 namespace {
-
-
-// Centre j of `c` set from row i (z-space, float64), with the row's presence.
-void centre_from_row(const Dataset& ds, const Normalizer& norm, int64_t i, Centres& c, int64_t j) {
-  const int M = ds.M();
-  for (int m = 0; m < M; ++m) {
-    const int64_t d = norm.d[m];
-    double* z = c.z[m].data() + j * d;
-    const bool has = ds.present[i * M + m] != 0;
-    c.H[j * M + m] = has;
-    const MatrixView& v = ds.X[m];
-    for (int64_t k = 0; k < d; ++k) {
-      if (!has) {
-        z[k] = 0.0;
-        continue;
-      }
-      const double x = v.dtype == DType::F32
-                           ? static_cast<double>(static_cast<const float*>(v.data)[i * v.row_stride + k])
-                           : static_cast<const double*>(v.data)[i * v.row_stride + k];
-      z[k] = (x - norm.mu[m][k]) / norm.sigma[m][k];
-    }
-  }
-}
-
-Centres empty_centres(const Normalizer& norm, int64_t K) {
-  Centres c;
-  c.K = K;
-  c.z.resize(norm.M());
-  for (int m = 0; m < norm.M(); ++m) c.z[m].assign(K * norm.d[m], 0.0);
-  c.H.assign(K * norm.M(), 0);
-  return c;
-}
-
-// Partial distance (not squared) between centre j of a and centre j of b.
-double centre_shift(const Centres& a, const Centres& b, int64_t j, const std::vector<int64_t>& d) {
-  const int M = static_cast<int>(d.size());
-  double num = 0.0;
-  int cnt = 0;
-  for (int m = 0; m < M; ++m) {
-    if (!a.has(j, m) || !b.has(j, m)) continue;
-    num += mean_sq_diff(a.z[m].data() + j * d[m], b.z[m].data() + j * d[m], d[m]);
-    ++cnt;
-  }
-  return cnt ? std::sqrt(num / cnt) : kInf;
-}
-
-// docs/algorithm.md section 4, update: mean of members' z having m; a modality no member has becomes absent;
-// a cluster with no member keeps its centre. `sum_of(j)` gives centre j's D sums (float64,
-// raw space), `count(j, m)` and `size(j)` its counts.
-template <class SumOf, class Count, class Size>
-Centres update_from(const Centres& old, const Normalizer& norm, const std::vector<int64_t>& off,
-                    SumOf&& sum_of, Count&& count, Size&& size) {
-  const int M = norm.M();
-  Centres c = old;
-  for (int64_t j = 0; j < c.K; ++j) {
-    if (size(j) == 0) continue;
-    const double* s = sum_of(j);
-    for (int m = 0; m < M; ++m) {
-      const int64_t cnt = count(j, m);
-      const int64_t d = norm.d[m];
-      double* z = c.z[m].data() + j * d;
-      c.H[j * M + m] = cnt > 0;
-      for (int64_t k = 0; k < d; ++k)
-        z[k] = cnt > 0 ? (s[off[m] + k] / static_cast<double>(cnt) - norm.mu[m][k]) / norm.sigma[m][k] : 0.0;
-    }
-  }
-  return c;
-}
-
-// Folds every block's sums into block 0 (in block order, so the result does not depend on
-// the thread count), in parallel over centres, then applies the update rules.
-Centres update_centres(Accumulator& acc, const Centres& old, const Normalizer& norm, const RunContext& ctx) {
-  const int M = acc.M;
-  const int64_t K = acc.K, D = acc.D;
-  parallel_tasks(K, ctx, [&](int64_t j, int) {
-    double* dst = acc.sums.data() + j * D;
-    bool valid = acc.sizes[j] > 0;  // block 0's row is zeroed only when touched
-    for (int64_t b = 1; b < acc.n_blocks; ++b) {
-      const int64_t n = acc.sizes[b * K + j];
-      if (n == 0) continue;
-      const double* src = acc.sums.data() + (b * K + j) * D;
-      if (valid) {
-        for (int64_t k = 0; k < D; ++k) dst[k] += src[k];
-      } else {
-        std::copy(src, src + D, dst);
-        valid = true;
-      }
-      acc.sizes[j] += n;
-      for (int m = 0; m < M; ++m) acc.counts[j * M + m] += acc.counts[(b * K + j) * M + m];
-    }
-  });
-  return update_from(
-      old, norm, acc.off, [&](int64_t j) { return acc.sums.data() + j * D; },
-      [&](int64_t j, int m) { return acc.counts[j * M + m]; }, [&](int64_t j) { return acc.sizes[j]; });
-}
 
 KMeansResult lloyd(const Dataset& ds, const Normalizer& norm, Centres init, const KMeansParams& p,
                    const RunContext& ctx) {
@@ -128,8 +33,7 @@ KMeansResult lloyd(const Dataset& ds, const Normalizer& norm, Centres init, cons
     const auto t0 = clock::now();
     Centres c = update_centres(acc, model->centres(), norm, ctx);
     ++r.n_iter;
-    double shift = 0.0;
-    for (int64_t j = 0; j < c.K; ++j) shift = std::max(shift, centre_shift(model->centres(), c, j, norm.d));
+    const double shift = max_centre_shift(model->centres(), c, norm.d);
     if (bounds) bounds->set_shifts(model->centres(), c, norm);
     model = std::make_unique<Model>(norm, std::move(c), false);
     st = pass(next.data(), labels.data());
@@ -162,127 +66,6 @@ KMeansResult lloyd(const Dataset& ds, const Normalizer& norm, Centres init, cons
 }
 
 }  // namespace
-
-Centres centres_from_sums(const UpdateSums& u, const Centres& old, const Normalizer& norm) {
-  const int M = norm.M();
-  std::vector<int64_t> off(M + 1, 0);
-  for (int m = 0; m < M; ++m) off[m + 1] = off[m] + norm.d[m];
-  if (u.K != old.K || u.D != off[M]) throw std::invalid_argument("update sums do not match the centres");
-  return update_from(
-      old, norm, off, [&](int64_t j) { return u.sums.data() + j * u.D; },
-      [&](int64_t j, int m) { return u.counts[j * M + m]; }, [&](int64_t j) { return u.sizes[j]; });
-}
-
-Centres seed_kmeanspp(const Dataset& ds, const Normalizer& norm, int64_t K, uint64_t seed,
-                      const RunContext& ctx) {
-  const int M = ds.M();
-  const int64_t n = ds.n;
-  std::vector<int64_t> eligible;
-  for (int64_t i = 0; i < n; ++i)
-    if (row_mask(ds, i)) eligible.push_back(i);
-  const int64_t E = static_cast<int64_t>(eligible.size());
-  if (K < 1) throw std::invalid_argument("n_clusters must be at least 1");
-  if (K > E)
-    throw std::invalid_argument("n_clusters=" + std::to_string(K) + " is larger than the " +
-                                std::to_string(E) + " rows with at least one observed modality");
-  Rng rng(seed);
-  Centres c = empty_centres(norm, K);
-  std::vector<double> mind2(E, kInf);
-  std::vector<uint8_t> chosen(E, 0);
-  // One-centre tables for the distance pass.
-  std::vector<std::vector<float>> zf(M);
-  std::vector<double> cn(M);
-  uint64_t hm = 0;
-  CentreTables T;
-  T.K = 1;
-  T.hmask = &hm;
-  for (int m = 0; m < M; ++m) zf[m].assign(norm.dp[m], 0.f);
-  const int64_t chunk = chunk_rows_for(ctx, E);
-  const int64_t n_chunks = ceil_div(E, chunk);
-  const int nt = threads_for(ctx, n_chunks);
-  std::vector<Scratch> scratch(nt);
-
-  int64_t pick = eligible[rng.below(E)];
-  int64_t pick_e = std::lower_bound(eligible.begin(), eligible.end(), pick) - eligible.begin();
-  for (int64_t j = 0; j < K; ++j) {
-    if (j > 0) {
-      int64_t n_inf = 0;
-      double total = 0.0;
-      for (int64_t q = 0; q < E; ++q) {
-        if (chosen[q]) continue;
-        if (mind2[q] == kInf) ++n_inf; else total += mind2[q];
-      }
-      pick_e = -1;
-      if (n_inf > 0) {  // [decided] rows sharing nothing with any chosen centre come first
-        int64_t r = rng.below(n_inf);
-        for (int64_t q = 0; q < E; ++q)
-          if (!chosen[q] && mind2[q] == kInf && r-- == 0) { pick_e = q; break; }
-      } else if (total > 0.0) {
-        const double target = rng.uniform() * total;
-        double cum = 0.0;
-        int64_t last = -1;
-        for (int64_t q = 0; q < E; ++q) {
-          if (chosen[q] || !(mind2[q] > 0.0)) continue;
-          last = q;
-          cum += mind2[q];
-          if (cum > target) { pick_e = q; break; }
-        }
-        if (pick_e < 0) pick_e = last;
-      } else {  // every weight is 0 (duplicates): uniform among eligible rows not chosen
-        int64_t r = rng.below(E - j);
-        for (int64_t q = 0; q < E; ++q)
-          if (!chosen[q] && r-- == 0) { pick_e = q; break; }
-      }
-      pick = eligible[pick_e];
-    }
-    centre_from_row(ds, norm, pick, c, j);
-    chosen[pick_e] = 1;
-    mind2[pick_e] = 0.0;
-    if (j + 1 == K) break;
-    // Distances of every eligible row to the new centre.
-    hm = 0;
-    for (int m = 0; m < M; ++m) {
-      double nn = 0.0;
-      const bool has = c.has(j, m);
-      if (has) hm |= uint64_t{1} << m;
-      for (int64_t k = 0; k < norm.d[m]; ++k) {
-        const float v = has ? static_cast<float>(c.z[m][j * norm.d[m] + k]) : 0.f;
-        zf[m][k] = v;
-        nn += static_cast<double>(v) * v;
-      }
-      cn[m] = nn;
-    }
-    T.zf.clear();
-    T.cnorm.clear();
-    for (int m = 0; m < M; ++m) {
-      T.zf.push_back(zf[m].data());
-      T.cnorm.push_back(&cn[m]);
-    }
-    parallel_tasks(n_chunks, ctx, [&](int64_t ch, int tid) {
-      Scratch& s = scratch[tid];
-      if (s.z.empty()) s.reserve(chunk, max_dp(norm), 1, M);
-      // Rows of this chunk of eligible rows are not contiguous: process them one block of
-      // consecutive dataset rows at a time.
-      const int64_t q0 = ch * chunk, q1 = std::min(E, q0 + chunk);
-      int64_t q = q0;
-      while (q < q1) {
-        const int64_t r0 = eligible[q];
-        int64_t q_end = q;
-        while (q_end < q1 && eligible[q_end] - r0 < chunk) ++q_end;
-        const int64_t r1 = eligible[q_end - 1] + 1;
-        e_table(ds, norm, T, r0, r1, nullptr, s);
-        for (int64_t u = q; u < q_end; ++u) {
-          if (chosen[u]) continue;
-          const int64_t i = eligible[u];
-          const double v = combine(s.e.data() + (i - r0) * M, 0, M, row_mask(ds, i), hm);
-          if (v < mind2[u]) mind2[u] = v;
-        }
-        q = q_end;
-      }
-    });
-  }
-  return c;
-}
 
 KMeansResult kmeans(const Dataset& ds, const Normalizer& norm, const KMeansParams& p,
                     const Centres* init, const RunContext& ctx) {

@@ -3,7 +3,7 @@
 // that make a model safe to use whoever built it (a file, another binding).
 #include <cstdio>
 
-#include "detail.hpp"
+#include "distance.hpp"
 
 namespace ul4m4 {
 using namespace detail;

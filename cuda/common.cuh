@@ -487,6 +487,36 @@ __device__ __forceinline__ T block_sum(T v, T* sh) {
   return t;
 }
 
+/// Max over the block, in the threads of the first warp (the others get `lo`, which must
+/// not exceed any value); `sh` holds 32 values. Every thread of the block calls it.
+template <class T>
+__device__ __forceinline__ T block_max_warp0(T v, T* sh, T lo) {
+  v = warp_max(v);
+  if (lane_id() == 0) sh[threadIdx.x >> 5] = v;
+  __syncthreads();
+  T y = lo;
+  if (threadIdx.x < 32) {
+    y = threadIdx.x < (blockDim.x >> 5) ? sh[threadIdx.x] : lo;
+    y = warp_max(y);
+  }
+  return y;
+}
+
+/// Column sums of a 32 x 8 block (threadIdx.x the column, threadIdx.y one of 8 row lanes):
+/// the lanes' float64 partial sums `acc` folded in a fixed order into *out, written by lane
+/// 0 where `valid`. `s` is the block's shared 8 x 33 buffer; every thread of the block calls it.
+__device__ __forceinline__ void fold_row_lanes(double (*s)[33], double acc, bool valid, double* out) {
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  s[ty][tx] = acc;
+  __syncthreads();
+  if (ty == 0 && valid) {
+    const double a = (s[0][tx] + s[1][tx]) + (s[2][tx] + s[3][tx]);
+    const double b = (s[4][tx] + s[5][tx]) + (s[6][tx] + s[7][tx]);
+    *out = a + b;
+  }
+  __syncthreads();
+}
+
 /// x[i, k] of a modality as float64.
 __device__ __forceinline__ double load_x(const ModDesc& md, int64_t i, int64_t k) {
   return md.dtype == 0 ? static_cast<double>(static_cast<const float*>(md.x)[i * md.stride + k])
@@ -505,24 +535,33 @@ __device__ __forceinline__ float norm_z(const ModDesc& md, const ModelView& mv, 
   return static_cast<float>(__dmul_rn(__dsub_rn(x, mv.mu[c]), mv.inv_sigma[c]));
 }
 
-/// The modality of flat feature c (binary search over the offsets).
-__device__ __forceinline__ int mod_of(const Desc& desc, int64_t c) {
+/// The last modality whose offset `key` (ascending in m) is <= v: binary search.
+__device__ __forceinline__ int mod_by(const Desc& desc, int32_t ModDesc::*key, int64_t v) {
   int lo = 0, hi = desc.M - 1;
   while (lo < hi) {
     const int mid = (lo + hi + 1) >> 1;
-    if (desc.mod[mid].off <= c) lo = mid; else hi = mid - 1;
+    if (desc.mod[mid].*key <= v) lo = mid; else hi = mid - 1;
   }
   return lo;
 }
 
-/// The modality of column tile ct.
-__device__ __forceinline__ int mod_of_tile(const Desc& desc, int ct) {
-  int lo = 0, hi = desc.M - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (desc.mod[mid].ct_off <= ct) lo = mid; else hi = mid - 1;
-  }
-  return lo;
+/// The modality of flat feature c.
+__device__ __forceinline__ int mod_of(const Desc& desc, int64_t c) { return mod_by(desc, &ModDesc::off, c); }
+
+/// The modality of padded feature p.
+__device__ __forceinline__ int mod_of_padded(const Desc& desc, int64_t p) { return mod_by(desc, &ModDesc::poff, p); }
+
+/// Thread column tx of column tile ct (32 features of modality m): feature k, and whether
+/// k < d_m.
+struct TileColumn {
+  int m;
+  int64_t k;
+  bool valid;
+};
+__device__ __forceinline__ TileColumn tile_column(const Desc& desc, int ct, int tx) {
+  const int m = mod_by(desc, &ModDesc::ct_off, ct);
+  const int64_t k = static_cast<int64_t>(ct - desc.mod[m].ct_off) * 32 + tx;
+  return {m, k, k < desc.mod[m].d};
 }
 
 __device__ __forceinline__ uint64_t full_mask(int M) {

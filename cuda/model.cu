@@ -26,15 +26,6 @@ Desc geo_desc(const Geometry& g) {
   return s;
 }
 
-__device__ __forceinline__ int mod_of_padded(const Desc& desc, int64_t p) {
-  int lo = 0, hi = desc.M - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) >> 1;
-    if (desc.mod[mid].poff <= p) lo = mid; else hi = mid - 1;
-  }
-  return lo;
-}
-
 __global__ void norm_tables_kernel(int64_t D, const double* mu, const double* sigma, NormTables t) {
   for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < D;
        c += static_cast<int64_t>(gridDim.x) * blockDim.x) {

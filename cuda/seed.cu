@@ -63,19 +63,13 @@ __global__ void seed_tile_stats(int64_t n, const uint64_t* amask, const uint8_t*
     ce = block_sum(ce, shi);
     cf = block_sum(cf, shi);
     ci = block_sum(ci, shi);
-    last = warp_max(last);
-    if (lane_id() == 0) shi[threadIdx.x >> 5] = last;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-      long long y = threadIdx.x < (blockDim.x >> 5) ? shi[threadIdx.x] : -1;
-      y = warp_max(y);
-      if (threadIdx.x == 0) {
-        tile_w[tile] = tot;
-        tile_c[3 * tile] = ce;
-        tile_c[3 * tile + 1] = cf;
-        tile_c[3 * tile + 2] = ci;
-        tile_last[tile] = y;
-      }
+    const long long y = block_max_warp0(last, shi, -1LL);
+    if (threadIdx.x == 0) {
+      tile_w[tile] = tot;
+      tile_c[3 * tile] = ce;
+      tile_c[3 * tile + 1] = cf;
+      tile_c[3 * tile + 2] = ci;
+      tile_last[tile] = y;
     }
     __syncthreads();
   }
@@ -161,14 +155,8 @@ __global__ void seed_pick(int64_t n, const uint64_t* amask, const uint8_t* chose
   if (tile < 0) {  // weighted, no tile exceeds the target: the last positive weight overall
     long long last = -1;
     for (int64_t t = threadIdx.x; t < ntile; t += blockDim.x) last = tile_last[t] > last ? tile_last[t] : last;
-    last = warp_max(last);
-    if (lane_id() == 0) shi[threadIdx.x >> 5] = last;
-    __syncthreads();
-    if (threadIdx.x < 32) {
-      long long y = threadIdx.x < (blockDim.x >> 5) ? shi[threadIdx.x] : -1;
-      y = warp_max(y);
-      if (threadIdx.x == 0) scal_i[3] = y;
-    }
+    const long long y = block_max_warp0(last, shi, -1LL);
+    if (threadIdx.x == 0) scal_i[3] = y;
     return;
   }
   // 2. The row inside the tile, with the same per-thread rows as seed_tile_stats.

@@ -111,10 +111,8 @@ __global__ void stats_partial(Desc desc, int64_t tile_rows, const double* mean, 
   const int64_t t = blockIdx.x;
   const int64_t r0 = t * tile_rows, r1 = min(desc.n, r0 + tile_rows);
   for (int ct = blockIdx.y; ct < desc.CT; ct += gridDim.y) {
-    const int m = mod_of_tile(desc, ct);
+    const auto [m, k, valid] = tile_column(desc, ct, tx);
     const ModDesc& md = desc.mod[m];
-    const int64_t k = static_cast<int64_t>(ct - md.ct_off) * 32 + tx;
-    const bool valid = k < md.d;
     double acc = 0.0;
     if (valid) {
       const double mu = mean ? mean[md.off + k] : 0.0;
@@ -129,14 +127,7 @@ __global__ void stats_partial(Desc desc, int64_t tile_rows, const double* mean, 
         }
       }
     }
-    s[ty][tx] = acc;
-    __syncthreads();
-    if (ty == 0 && valid) {
-      const double a = (s[0][tx] + s[1][tx]) + (s[2][tx] + s[3][tx]);
-      const double b = (s[4][tx] + s[5][tx]) + (s[6][tx] + s[7][tx]);
-      part[t * desc.D + md.off + k] = a + b;
-    }
-    __syncthreads();
+    fold_row_lanes(s, acc, valid, part + t * desc.D + md.off + k);
   }
 }
 

@@ -16,7 +16,6 @@ namespace ul4m4::cuda::detail {
 
 namespace {
 
-
 __global__ void sort_count(const int32_t* labels, int64_t n, int64_t K, int64_t n_stiles, int* hist) {
   for (int64_t tile = blockIdx.x; tile < n_stiles; tile += gridDim.x) {
     const int64_t r1 = tmin<int64_t>(n, (tile + 1) * kSortTile);
@@ -122,23 +121,14 @@ __global__ void segment_sums(Desc desc, int64_t K, int64_t sub_rows, int64_t n_s
     const long long q0 = seg[j] + (b - sub[j]) * sub_rows;
     const long long q1 = tmin<long long>(q0 + sub_rows, seg[j + 1]);
     for (int ct = blockIdx.y; ct < desc.CT; ct += gridDim.y) {
-      const int m = mod_of_tile(desc, ct);
+      const auto [m, k, valid] = tile_column(desc, ct, tx);
       const ModDesc& md = desc.mod[m];
-      const int64_t k = static_cast<int64_t>(ct - md.ct_off) * 32 + tx;
-      const bool valid = k < md.d;
       double acc = 0.0;
       for (long long q = q0 + ty; q < q1; q += 8) {
         const int64_t i = order[q];
         if (valid && desc.present[i * desc.M + m]) acc = __dadd_rn(acc, load_x(md, i, k));
       }
-      s[ty][tx] = acc;
-      __syncthreads();
-      if (ty == 0 && valid) {
-        const double x = (s[0][tx] + s[1][tx]) + (s[2][tx] + s[3][tx]);
-        const double y = (s[4][tx] + s[5][tx]) + (s[6][tx] + s[7][tx]);
-        part[b * desc.D + md.off + k] = x + y;
-      }
-      __syncthreads();
+      fold_row_lanes(s, acc, valid, part + b * desc.D + md.off + k);
     }
   }
 }

@@ -206,6 +206,6 @@ void wsum_rows2(const float* w0, const float* w1, int64_t K, const float* X, int
 
 }  // namespace
 
-const KernelTable kKernelsAVX2 = {SimdLevel::AVX2, "avx2", dot_block, normalize_f32,
-                                  normalize_f64, accum_f32, accum_f64, min_ratio, wsum_rows, wsum_rows2, copy_stream, store_fence};
+#include "table-inl.hpp"
+const KernelTable kKernelsAVX2 = level_table(SimdLevel::AVX2, "avx2");
 }  // namespace ul4m4

@@ -191,6 +191,6 @@ void store_fence() {}
 
 }  // namespace
 
-const KernelTable kKernelsNEON = {SimdLevel::NEON, "neon", dot_block, normalize_f32,
-                                  normalize_f64, accum_f32, accum_f64, min_ratio, wsum_rows, wsum_rows2, copy_stream, store_fence};
+#include "table-inl.hpp"
+const KernelTable kKernelsNEON = level_table(SimdLevel::NEON, "neon");
 }  // namespace ul4m4

@@ -100,6 +100,6 @@ void wsum_rows2(const float* w0, const float* w1, int64_t K, const float* X, int
 
 }  // namespace
 
-const KernelTable kKernelsScalar = {SimdLevel::Scalar, "scalar", dot_block, normalize_f32,
-                                    normalize_f64, accum_f32, accum_f64, min_ratio, wsum_rows, wsum_rows2, copy_stream, store_fence};
+#include "table-inl.hpp"
+const KernelTable kKernelsScalar = level_table(SimdLevel::Scalar, "scalar");
 }  // namespace ul4m4

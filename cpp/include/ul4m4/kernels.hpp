@@ -20,6 +20,7 @@ inline int64_t padded(int64_t d) { return (d + kPad - 1) / kPad * kPad; }
 /// x86-64: Scalar < AVX2 < AVX512; ARM64: Scalar < NEON.
 enum class SimdLevel : int { Scalar = 0, AVX2 = 1, AVX512 = 2, NEON = 3 };
 
+/// One per SIMD level, built field by field by level_table() (cpp/simd/table-inl.hpp).
 struct KernelTable {
   SimdLevel level;
   const char* name;
