@@ -71,6 +71,8 @@ METHODS = {
 DATA_LABEL = {"complete": "complete", "half": "half missing"}
 
 TARGET_N = 200_000
+# peer key -> the distribution pip installs it from
+PIP_NAME = {"faiss": "faiss-cpu", "sklearn": "scikit-learn", "onedal": "scikit-learn-intelex"}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -95,7 +97,7 @@ def _peer(name):
             raise ValueError(name)
         return mod, None
     except Exception as exc:  # ImportError, or a broken install
-        pip = {"faiss": "faiss-cpu", "sklearn": "scikit-learn", "onedal": "scikit-learn-intelex"}.get(name, name)
+        pip = PIP_NAME.get(name, name)
         return None, f"{name} skipped: not importable ({type(exc).__name__}: {exc}); pip install {pip}"
 
 
@@ -152,6 +154,16 @@ def _sklearn_like(peers):
 
         out.append(("onedal", DalKMeans, "lloyd"))
     return out
+
+
+def _version(name, mod):
+    """The installed distribution's version (sklearnex's __version__ is a build placeholder)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(PIP_NAME.get(name, name))
+    except metadata.PackageNotFoundError:
+        return getattr(mod, "__version__", "?")
 
 
 def _cpu_name():
@@ -762,7 +774,7 @@ def main(argv=None):
     env = {"ul4m4": ul4m4.__version__, "simd": ul4m4.simd_level(), "threads": nt, "cpu": _cpu_name(),
            "cpus": os.cpu_count(), "blas": ", ".join(blas) or "?", "numpy": np.__version__,
            "python": platform.python_version(), "loadavg": load,
-           "peers": {k: getattr(v, "__version__", "?") for k, v in peers.items() if v}}
+           "peers": {k: _version(k, v) for k, v in peers.items() if v}}
     if load[0] > 0.5 * (os.cpu_count() or 1):
         notes.append(f"load average {load[0]:.2f} on {os.cpu_count()} CPUs at start: other processes were running, "
                      "timings are noisy")
