@@ -126,6 +126,21 @@ def _quiet():
     return w
 
 
+def _timed_fit(est, *a, **kw):
+    """Wall seconds of est.fit(*a, **kw), warnings silenced."""
+    w = _quiet()
+    t0 = time.perf_counter()
+    est.fit(*a, **kw)
+    dt = time.perf_counter() - t0
+    w.__exit__(None, None, None)
+    return dt
+
+
+def _kmeans(KMeans, algo, K, init, max_iter):
+    """A scikit-learn-API KMeans from explicit centres, one run, tol = 0."""
+    return KMeans(K, init=init, n_init=1, max_iter=max_iter, tol=0.0, algorithm=algo, copy_x=False, random_state=0)
+
+
 def _rec(n, method, data, times, *, extrapolated=False, measured_rows=None, note=""):
     times = [float(t) for t in times]
     return {"n": n, "method": method, "data": data, "s_min": min(times), "s_median": float(np.median(times)),
@@ -237,14 +252,8 @@ def run_size(n, args, nt, peers, notes, log):
             log(f"  faiss done")
         for key, KMeans, algo in _sklearn_like(peers):
             def fit(mi):
-                km = KMeans(K, init=Ccat, n_init=1, max_iter=mi, tol=0.0, algorithm=algo, copy_x=False,
-                            random_state=0)
-                w = _quiet()
-                t0 = time.perf_counter()
-                km.fit(Xcat)
-                dt = time.perf_counter() - t0
-                w.__exit__(None, None, None)
-                return dt, km.n_iter_
+                km = _kmeans(KMeans, algo, K, Ccat, mi)
+                return _timed_fit(km, Xcat), km.n_iter_
 
             t1, n1 = min(fit(1) for _ in range(2))
             tn, nn = fit(args.iters)
@@ -324,11 +333,7 @@ def run_converge(n, args, nt, peers, log):
         for alg in ("lloyd", "bounded"):
             imp = ul4m4.UL4M4Imputer(K, init=init, max_iter=args.converge_max_iter, tol=0.0, algorithm=alg,
                                      n_threads=nt)
-            w = _quiet()
-            t0 = time.perf_counter()
-            imp.fit(Xs, mask=mask)
-            secs = time.perf_counter() - t0
-            w.__exit__(None, None, None)
+            secs = _timed_fit(imp, Xs, mask=mask)
             conv = imp.n_iter_ < args.converge_max_iter
             if alg == "lloyd":
                 ref[data] = imp
@@ -341,13 +346,8 @@ def run_converge(n, args, nt, peers, log):
     Y = _zspace(base, Xs)
     Yc = np.ascontiguousarray(Y[rows])
     for key, KMeans, algo in _sklearn_like(peers):
-        km = KMeans(K, init=Yc, n_init=1, max_iter=args.converge_max_iter, tol=0.0, algorithm=algo, copy_x=False,
-                    random_state=0)
-        w = _quiet()
-        t0 = time.perf_counter()
-        km.fit(Y)
-        secs = time.perf_counter() - t0
-        w.__exit__(None, None, None)
+        km = _kmeans(KMeans, algo, K, Yc, args.converge_max_iter)
+        secs = _timed_fit(km, Y)
         put(key, "complete", secs, km.n_iter_, km.n_iter_ < args.converge_max_iter,
             float(np.mean(km.labels_ == base.labels_)), "tol=0: stops when the labels stop changing")
         log(f"  converge: {key} done ({km.n_iter_} iterations)")
