@@ -62,6 +62,7 @@ METHODS = {
     "faiss": ("faiss-cpu Kmeans", "peer"),
     "sklearn_lloyd": ("scikit-learn KMeans lloyd", "peer"),
     "sklearn_elkan": ("scikit-learn KMeans elkan", "peer"),
+    "onedal": ("oneDAL KMeans (scikit-learn-intelex)", "peer"),
     "numpy_gemm": ("numpy GEMM, masked (competent)", "formulation"),
     "torch": ("PyTorch CPU, masked GEMM", "formulation"),
     "broadcast": ("authors' numpy broadcast [rows,K,d]", "formulation"),
@@ -70,6 +71,8 @@ METHODS = {
 DATA_LABEL = {"complete": "complete", "half": "half missing"}
 
 TARGET_N = 200_000
+# peer key -> the distribution pip installs it from
+PIP_NAME = {"faiss": "faiss-cpu", "sklearn": "scikit-learn", "onedal": "scikit-learn-intelex"}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -81,6 +84,9 @@ def _peer(name):
         elif name == "sklearn":
             import sklearn.cluster as mod  # noqa: F401
             import sklearn as mod
+        elif name == "onedal":
+            import sklearnex.cluster  # noqa: F401
+            import sklearnex as mod
         elif name == "torch":
             import torch as mod
         elif name == "matplotlib":
@@ -91,7 +97,7 @@ def _peer(name):
             raise ValueError(name)
         return mod, None
     except Exception as exc:  # ImportError, or a broken install
-        pip = {"faiss": "faiss-cpu", "sklearn": "scikit-learn"}.get(name, name)
+        pip = PIP_NAME.get(name, name)
         return None, f"{name} skipped: not importable ({type(exc).__name__}: {exc}); pip install {pip}"
 
 
@@ -120,6 +126,21 @@ def _quiet():
     return w
 
 
+def _timed_fit(est, *a, **kw):
+    """Wall seconds of est.fit(*a, **kw), warnings silenced."""
+    w = _quiet()
+    t0 = time.perf_counter()
+    est.fit(*a, **kw)
+    dt = time.perf_counter() - t0
+    w.__exit__(None, None, None)
+    return dt
+
+
+def _kmeans(KMeans, algo, K, init, max_iter):
+    """A scikit-learn-API KMeans from explicit centres, one run, tol = 0."""
+    return KMeans(K, init=init, n_init=1, max_iter=max_iter, tol=0.0, algorithm=algo, copy_x=False, random_state=0)
+
+
 def _rec(n, method, data, times, *, extrapolated=False, measured_rows=None, note=""):
     times = [float(t) for t in times]
     return {"n": n, "method": method, "data": data, "s_min": min(times), "s_median": float(np.median(times)),
@@ -134,6 +155,30 @@ def _iterate_times(obj, iters, scale=1.0):
         obj.iterate()
         out.append((time.perf_counter() - t) * scale)
     return out
+
+
+def _sklearn_like(peers):
+    """(method key, KMeans class, algorithm) of the scikit-learn-API peers that are installed."""
+    out = []
+    if peers.get("sklearn"):
+        from sklearn.cluster import KMeans
+
+        out += [("sklearn_lloyd", KMeans, "lloyd"), ("sklearn_elkan", KMeans, "elkan")]
+    if peers.get("onedal"):
+        from sklearnex.cluster import KMeans as DalKMeans
+
+        out.append(("onedal", DalKMeans, "lloyd"))
+    return out
+
+
+def _version(name, mod):
+    """The installed distribution's version (sklearnex's __version__ is a build placeholder)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(PIP_NAME.get(name, name))
+    except metadata.PackageNotFoundError:
+        return getattr(mod, "__version__", "?")
 
 
 def _cpu_name():
@@ -191,7 +236,7 @@ def run_size(n, args, nt, peers, notes, log):
     log(f"  ul4m4 done")
 
     # Peers on the complete data (concatenated features).
-    if faiss or sklearn:
+    if faiss or sklearn or peers["onedal"]:
         Xcat = np.ascontiguousarray(np.hstack(Xs))
         Ccat = np.ascontiguousarray(np.hstack(C))
         if faiss:
@@ -205,28 +250,19 @@ def run_size(n, args, nt, peers, notes, log):
             recs.append(_rec(n, "faiss", "complete", per,
                              note=f"{len(cum)} iterations, no subsampling, train {wall:.3g} s in all"))
             log(f"  faiss done")
-        if sklearn:
-            from sklearn.cluster import KMeans
+        for key, KMeans, algo in _sklearn_like(peers):
+            def fit(mi):
+                km = _kmeans(KMeans, algo, K, Ccat, mi)
+                return _timed_fit(km, Xcat), km.n_iter_
 
-            for algo in ("lloyd", "elkan"):
-                def fit(mi):
-                    km = KMeans(K, init=Ccat, n_init=1, max_iter=mi, tol=0.0, algorithm=algo, copy_x=False,
-                                random_state=0)
-                    w = _quiet()
-                    t0 = time.perf_counter()
-                    km.fit(Xcat)
-                    dt = time.perf_counter() - t0
-                    w.__exit__(None, None, None)
-                    return dt, km.n_iter_
-
-                t1, n1 = min(fit(1) for _ in range(2))
-                tn, nn = fit(args.iters)
-                if nn > n1 and tn > t1:
-                    per, how = (tn - t1) / (nn - n1), f"(fit({nn} it) - fit(1 it)) / {nn - n1}"
-                else:
-                    per, how = tn / nn, f"fit / n_iter_ = {nn}"
-                recs.append(_rec(n, f"sklearn_{algo}", "complete", [per], note=how + f"; fit {tn:.3g} s in all"))
-            log(f"  scikit-learn done")
+            t1, n1 = min(fit(1) for _ in range(2))
+            tn, nn = fit(args.iters)
+            if nn > n1 and tn > t1:
+                per, how = (tn - t1) / (nn - n1), f"(fit({nn} it) - fit(1 it)) / {nn - n1}"
+            else:
+                per, how = tn / nn, f"fit / n_iter_ = {nn}"
+            recs.append(_rec(n, key, "complete", [per], note=how + f"; fit {tn:.3g} s in all"))
+            log(f"  {key} done")
         del Xcat
 
     # Formulations.
@@ -251,6 +287,83 @@ def run_size(n, args, nt, peers, notes, log):
             del f
     log(f"  formulations done")
     return recs
+
+
+# ----------------------------------------------------------------------------- convergence
+CONVERGE_LABELS = {
+    "ul4m4_lloyd": "ul4m4 algorithm='lloyd'",
+    "ul4m4_bounded": "ul4m4 algorithm='bounded' (= 'auto' here)",
+    "onedal": METHODS["onedal"][0],
+    "sklearn_lloyd": METHODS["sklearn_lloyd"][0],
+    "sklearn_elkan": METHODS["sklearn_elkan"][0],
+    "faiss": METHODS["faiss"][0] + " (fixed iterations)",
+}
+
+
+def _zspace(imp, Xs):
+    """The complete data as plain k-means sees ul4m4's problem: per feature (x - mu) / sigma,
+    each modality divided by sqrt(d_m), concatenated (docs/algorithm.md sections 1-2: on
+    complete rows the partial distance is this Euclidean distance / sqrt(M)), float32."""
+    return np.ascontiguousarray(np.hstack([((X - mu) / sd / np.sqrt(X.shape[1])).astype(np.float32)
+                                           for X, mu, sd in zip(Xs, imp.mean_, imp.scale_)]))
+
+
+def run_converge(n, args, nt, peers, log):
+    """Fits to convergence from the same initial centres (K rows of the data), tol = 0:
+    every method stops when an iteration leaves the labels unchanged (Lloyd's fixed point),
+    so all follow the same trajectory and stop at the same place; faiss has no stopping
+    rule and runs as many iterations as ul4m4 needed. Half-missing data: ul4m4 bounded
+    against lloyd. Wall time of one fit each, alternated ul4m4 lloyd / bounded."""
+    import ul4m4
+
+    Xs, P = make_data(n, args.dims, args.missing)
+    K = args.k
+    rows = np.random.default_rng(1).choice(n, K, replace=False)
+    out = {"n": n, "max_iter": args.converge_max_iter, "rows": []}
+
+    def put(key, data, secs, n_iter, converged, agree=None, note=""):
+        out["rows"].append({"method": key, "data": data, "seconds": secs, "n_iter": int(n_iter),
+                            "s_per_iter": secs / max(1, n_iter),
+                            "converged": None if converged is None else bool(converged),
+                            "label_agreement": agree, "note": note})
+
+    ref = {}
+    for data, mask in (("complete", np.ones_like(P)), ("half", P)):
+        init = ([X[rows].copy() for X in Xs], mask[rows].copy())
+        for alg in ("lloyd", "bounded"):
+            imp = ul4m4.UL4M4Imputer(K, init=init, max_iter=args.converge_max_iter, tol=0.0, algorithm=alg,
+                                     n_threads=nt)
+            secs = _timed_fit(imp, Xs, mask=mask)
+            conv = imp.n_iter_ < args.converge_max_iter
+            if alg == "lloyd":
+                ref[data] = imp
+            agree = float(np.mean(imp.labels_ == ref[data].labels_))
+            put(f"ul4m4_{alg}", data, secs, imp.n_iter_, conv, agree,
+                "fit() wall time, normalisation included")
+        log(f"  converge: ul4m4 {data} done ({ref[data].n_iter_} iterations)")
+
+    base = ref["complete"]
+    Y = _zspace(base, Xs)
+    Yc = np.ascontiguousarray(Y[rows])
+    for key, KMeans, algo in _sklearn_like(peers):
+        km = _kmeans(KMeans, algo, K, Yc, args.converge_max_iter)
+        secs = _timed_fit(km, Y)
+        put(key, "complete", secs, km.n_iter_, km.n_iter_ < args.converge_max_iter,
+            float(np.mean(km.labels_ == base.labels_)), "tol=0: stops when the labels stop changing")
+        log(f"  converge: {key} done ({km.n_iter_} iterations)")
+    faiss = peers["faiss"]
+    if faiss:
+        it = base.n_iter_ + 1  # ul4m4's n_iter updates take n_iter + 1 assignment passes
+        km = faiss.Kmeans(Y.shape[1], K, niter=it, nredo=1, verbose=False, seed=1,
+                          max_points_per_centroid=n // K + 1, min_points_per_centroid=1)
+        t0 = time.perf_counter()
+        km.train(Y, init_centroids=Yc)
+        secs = time.perf_counter() - t0
+        _, lab = km.index.search(Y, 1)
+        put("faiss", "complete", secs, it, None, float(np.mean(lab[:, 0] == base.labels_)),
+            f"no stopping rule: niter = ul4m4's n_iter + 1 = {it} (as many assignment passes)")
+        log("  converge: faiss done")
+    return out
 
 
 # ----------------------------------------------------------------------------- imputation
@@ -334,14 +447,15 @@ def evaluate_targets(recs, impute, n):
                         "detail": detail})
 
     uc, uh = g("ul4m4", "complete"), g("ul4m4", "half")
-    peers = {k: g(k, "complete") for k in ("faiss", "sklearn_lloyd")}
+    peers = {k: g(k, "complete") for k in ("faiss", "sklearn_lloyd", "onedal")}
     avail = {k: v for k, v in peers.items() if v is not None}
+    name = "complete: s/iter <= fastest of faiss-cpu, sklearn lloyd and oneDAL"
     if avail:
         best_k = min(avail, key=avail.get)
-        add("complete: s/iter <= faster of faiss-cpu and sklearn lloyd", uc, avail[best_k], "<=", "s",
-            f"faster peer: {best_k}" + ("" if len(avail) == 2 else f" (only {best_k} measured)"))
+        add(name, uc, avail[best_k], "<=", "s",
+            f"fastest peer: {best_k}" + ("" if len(avail) == len(peers) else f" (of {', '.join(sorted(avail))})"))
     else:
-        add("complete: s/iter <= faster of faiss-cpu and sklearn lloyd", None, None, "<=")
+        add(name, None, None, "<=")
     fc, fh = _floor_of(recs, n, "complete"), _floor_of(recs, n, "half")
     add("complete: <= 1.3 x numpy matmul floor", uc / fc if uc and fc else None, 1.3, "<=", "x")
     add("half missing: <= 0.6 x ul4m4 complete", uh / uc if uh and uc else None, 0.6, "<=", "x")
@@ -359,6 +473,48 @@ def evaluate_targets(recs, impute, n):
     else:
         add("completion >= 1000 x faster per row than KNNImputer (N = 2 000)", None, 1000, ">=")
     return out
+
+
+def converge_targets(converge):
+    """At the largest size of the fits to convergence: ul4m4 (algorithm 'auto', which is
+    'bounded' at K = 64 and these widths) ahead of every peer on complete data; bounded no
+    slower than plain Lloyd on half-missing data."""
+    if not converge:
+        return []
+    c = max(converge, key=lambda d: d["n"])
+    get = lambda m, d: next((r["seconds"] for r in c["rows"] if r["method"] == m and r["data"] == d), None)
+    out = []
+    ub = get("ul4m4_bounded", "complete")
+    peers = {k: get(k, "complete") for k in ("onedal", "sklearn_lloyd", "sklearn_elkan", "faiss")}
+    peers = {k: v for k, v in peers.items() if v is not None}
+    if ub and peers:
+        best = min(peers, key=peers.get)
+        out.append({"target": f"fit to convergence, complete (N = {c['n']:,}): ul4m4 ahead of every peer",
+                    "value": ub, "limit": peers[best], "op": "<=", "met": ub <= peers[best], "unit": "s",
+                    "detail": f"fastest peer: {best}"})
+    bl, bb = get("ul4m4_lloyd", "half"), get("ul4m4_bounded", "half")
+    if bl and bb:
+        out.append({"target": f"fit to convergence, half missing (N = {c['n']:,}): bounded / plain Lloyd",
+                    "value": bb / bl, "limit": 1.0, "op": "<=", "met": bb <= bl, "unit": "x", "detail": ""})
+    return out
+
+
+def converge_rows(c):
+    """Table rows of one size's fits to convergence: label, data, seconds, iterations,
+    s / iteration, x ul4m4 bounded on the same data, label agreement with ul4m4 lloyd, note."""
+    ref = {r["data"]: r["seconds"] for r in c["rows"] if r["method"] == "ul4m4_bounded"}
+    out = []
+    for r in c["rows"]:
+        agree = "-" if r["label_agreement"] is None else f"{100 * r['label_agreement']:.2f} %"
+        conv = {True: "", False: " (max_iter reached)", None: ""}[r["converged"]]
+        out.append((CONVERGE_LABELS[r["method"]], DATA_LABEL[r["data"]], _fmt_s(r["seconds"]), f"{r['n_iter']}{conv}",
+                    _fmt_s(r["s_per_iter"]), f"{r['seconds'] / ref[r['data']]:.2f}" if r["data"] in ref else "-",
+                    agree, r["note"]))
+    return out
+
+
+CONVERGE_HEAD = ["method", "data", "fit s", "iterations", "s / iteration", "x ul4m4 bounded",
+                 "labels = ul4m4 lloyd", "note"]
 
 
 # ----------------------------------------------------------------------------- output
@@ -405,16 +561,23 @@ def table_rows(recs, ns):
     return out
 
 
-def print_report(res, log=print):
-    ns = res["config"]["n"]
-    big = max(ns)
-    rows = table_rows(res["results"], ns)
-    hdr = ["method", "data"] + [f"N={n:,}" for n in ns] + [f"x floor@{big:,}", f"x ul4m4@{big:,}"]
-    body = [[a, b, *v, xf, xu] for a, b, v, xf, xu in rows]
+def _log_table(hdr, body, log):
     w = [max(len(str(x[i])) for x in [hdr] + body) for i in range(len(hdr))]
-    log("\nSeconds per Lloyd iteration (update + assignment); floors: best of repeats; * = extrapolated")
     for line in [hdr] + body:
         log("  " + "  ".join(str(x).ljust(w[i]) if i < 2 else str(x).rjust(w[i]) for i, x in enumerate(line)))
+
+
+def print_report(res, log=print):
+    ns = res["config"]["n"]
+    if ns:
+        big = max(ns)
+        rows = table_rows(res["results"], ns)
+        hdr = ["method", "data"] + [f"N={n:,}" for n in ns] + [f"x floor@{big:,}", f"x ul4m4@{big:,}"]
+        log("\nSeconds per Lloyd iteration (update + assignment); floors: best of repeats; * = extrapolated")
+        _log_table(hdr, [[a, b, *v, xf, xu] for a, b, v, xf, xu in rows], log)
+    for c in res["converge"]:
+        log(f"\nFits to convergence, N={c['n']:,}, same initial centres, tol=0 (labels unchanged)")
+        _log_table(CONVERGE_HEAD, [list(r) for r in converge_rows(c)], log)
     for imp in res["impute"]:
         log(f"\nImputation, N={imp['n']:,} ({imp['incomplete_rows']:,} incomplete rows)")
         for k, r in imp["rows"].items():
@@ -431,7 +594,7 @@ def print_report(res, log=print):
             else:
                 log(f"  N={int(n):,}: {mem}")
     tn = res["targets_n"]
-    log(f"\nTargets at N={tn:,}" + ("" if tn == TARGET_N else f" (they are defined at N={TARGET_N:,})"))
+    log(f"\nTargets at N={tn or 0:,}" + ("" if tn == TARGET_N else f" (they are defined at N={TARGET_N:,})"))
     for t in res["targets"]:
         if t["met"] is None:
             log(f"  [  n/a ] {t['target']}: {t['detail']}")
@@ -460,7 +623,20 @@ def write_markdown(res, path):
         L.append(f"| {a} | {b} | " + " | ".join(v) + f" | {xf} | {xu} |")
     if res.get("plot"):
         L += ["", f"![seconds per Lloyd iteration against N]({res['plot']})"]
-    tn = res["targets_n"]
+    for c in res["converge"]:
+        L += ["", f"## Fits to convergence, N = {c['n']:,}", "",
+              "Same data and initial centres (K rows of the data) for every method, tol = 0: each stops at the "
+              "first iteration that leaves the labels unchanged (Lloyd's fixed point; scikit-learn's and oneDAL's "
+              "tol are relative to the data's variance and ul4m4's is a centre shift, so only tol = 0 means the "
+              f"same for all). max_iter {c['max_iter']}. The peers run on the complete data in ul4m4's z-space "
+              "(per-feature standardised, each modality / sqrt(d_m), concatenated, float32): the same problem, "
+              "so the same trajectory up to rounding, which moves rows that sit almost on a boundary (the "
+              "share of labels equal to ul4m4's is given); ul4m4's time includes its normalisation pass. faiss has no stopping "
+              "rule: it runs as many assignment passes as ul4m4 (n_iter + 1). One fit each, wall time. "
+              "Iterations are each library's own count (scikit-learn's includes the first assignment).", "",
+              "| " + " | ".join(CONVERGE_HEAD) + " |", "|---|---|" + "---:|" * 5 + "---|"]
+        L += ["| " + " | ".join(r) + " |" for r in converge_rows(c)]
+    tn = res["targets_n"] or 0
     L += ["", f"## Targets (at N = {tn:,}" + ("" if tn == TARGET_N else f"; defined at N = {TARGET_N:,}") + ")", "",
           "| target | measured | limit | |", "|---|---:|---:|---|"]
     for t in res["targets"]:
@@ -496,6 +672,7 @@ def write_plot(res, path):
 
     recs = res["results"]
     colours = {"ul4m4": "C3", "ul4m4_assign": "C3", "faiss": "C0", "sklearn_lloyd": "C1", "sklearn_elkan": "C8",
+               "onedal": "C9",
                "numpy_gemm": "C2", "torch": "C4", "broadcast": "C5", "loop": "C6"}
     fig, ax = plt.subplots(figsize=(11, 6))
     for m, d in _rows_order(recs):
@@ -547,9 +724,15 @@ def parse_args(argv=None):
     ap.add_argument("--impute-n", type=int, nargs="*", default=None, help="imputation sizes (default 2000)")
     ap.add_argument("--knn-max-n", type=int, default=50_000, help="skip KNNImputer above this N")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
-    ap.add_argument("--skip", nargs="*", default=[], choices=["faiss", "sklearn", "torch"], help="peers to leave out")
+    ap.add_argument("--converge-n", type=int, nargs="*", default=None,
+                    help="sizes of the fits to convergence (default 50000; none: skip them)")
+    ap.add_argument("--converge-max-iter", type=int, default=300, help="max_iter of the fits to convergence")
+    ap.add_argument("--converge-only", action="store_true", help="only the fits to convergence")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["faiss", "sklearn", "onedal", "torch"], help="peers to leave out")
     ap.add_argument("--out-dir", default=None, help="default bench/results (--quick: bench/results/quick)")
     ap.add_argument("--quick", action="store_true", help="small sizes and few iterations (a smoke run)")
+    ap.add_argument("--render", default=None, metavar="JSON",
+                    help="measure nothing: re-evaluate the targets of a compare.json and rewrite its compare.md")
     args = ap.parse_args(argv)
     quick = args.quick
     if args.n is None:
@@ -562,20 +745,37 @@ def parse_args(argv=None):
         args.loop_rows = 20 if quick else 100
     if args.impute_n is None:
         args.impute_n = [1000] if quick else [2000]
+    if args.converge_n is None:
+        args.converge_n = [2000] if quick else [50_000]
     if args.out_dir is None:
         args.out_dir = str(HERE / "results" / "quick") if quick else str(HERE / "results")
     args.n = sorted(set(args.n))
     return args
 
 
+def render(path):
+    """Targets and compare.md again from a compare.json (after a change of the report only)."""
+    path = Path(path)
+    res = json.loads(path.read_text())
+    ns = res["config"]["n"]
+    res["targets"] = (evaluate_targets(res["results"], res["impute"], res["targets_n"]) if ns else [])
+    res["targets"] += converge_targets(res["converge"])
+    write_markdown(res, path.with_name("compare.md"))
+    path.write_text(json.dumps(res, indent=1, default=float))
+    print_report(res)
+    return 0
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.render:
+        return render(args.render)
     import ul4m4
 
     nt = args.threads or len(os.sched_getaffinity(0))
     notes = []
     peers = {}
-    for name in ("faiss", "sklearn", "torch"):
+    for name in ("faiss", "sklearn", "onedal", "torch"):
         if name in args.skip:
             peers[name] = None
             notes.append(f"{name} left out (--skip)")
@@ -593,29 +793,35 @@ def main(argv=None):
     env = {"ul4m4": ul4m4.__version__, "simd": ul4m4.simd_level(), "threads": nt, "cpu": _cpu_name(),
            "cpus": os.cpu_count(), "blas": ", ".join(blas) or "?", "numpy": np.__version__,
            "python": platform.python_version(), "loadavg": load,
-           "peers": {k: getattr(v, "__version__", "?") for k, v in peers.items() if v}}
+           "peers": {k: _version(k, v) for k, v in peers.items() if v}}
     if load[0] > 0.5 * (os.cpu_count() or 1):
         notes.append(f"load average {load[0]:.2f} on {os.cpu_count()} CPUs at start: other processes were running, "
                      "timings are noisy")
     log(f"# ul4m4 {env['ul4m4']}, SIMD {env['simd']}, {nt} threads, {env['cpu']}, BLAS {env['blas']}, "
         f"peers {env['peers']}")
     res = {"config": {k: v for k, v in vars(args).items()}, "env": env, "results": [], "impute": [], "memory": {},
-           "notes": notes}
+           "converge": [], "notes": notes}
+    if args.converge_only:
+        args.n, args.impute_n, args.no_memory = [], [], True
     with _thread_limits(nt, peers["torch"], peers["faiss"]):
         for n in args.n:
             log(f"N={n:,}")
             res["results"] += run_size(n, args, nt, peers, notes, log)
         for n in args.impute_n:
             res["impute"].append(run_impute(n, args, nt, peers, log))
+        for n in args.converge_n:
+            log(f"fits to convergence, N={n:,}")
+            res["converge"].append(run_converge(n, args, nt, peers, log))
     if not args.no_memory:
         for n in args.n:
             res["memory"][str(n)] = run_memory(n, args, nt)
         log("  memory done")
-    res["targets_n"] = max(args.n)
-    res["targets"] = evaluate_targets(res["results"], res["impute"], res["targets_n"])
+    res["targets_n"] = max(args.n) if args.n else None
+    res["targets"] = evaluate_targets(res["results"], res["impute"], res["targets_n"]) if args.n else []
+    res["targets"] += converge_targets(res["converge"])
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    note = write_plot(res, out / "compare.png")
+    note = write_plot(res, out / "compare.png") if args.n else "no per-iteration sizes"
     if note:
         notes.append(note + " (no plot)")
     else:

@@ -55,17 +55,27 @@ def test_formulation_matches_ul4m4(name, missing):
 def test_compare_runs(tmp_path):
     pytest.importorskip("scipy")
     argv = ["--n", "300", "600", "--dims", "32", "48", "--k", "8", "--iters", "2", "--repeat", "1",
-            "--broadcast-rows", "100", "--loop-rows", "10", "--impute-n", "200", "--out-dir", str(tmp_path)]
+            "--broadcast-rows", "100", "--loop-rows", "10", "--impute-n", "200", "--converge-n", "600", "--out-dir", str(tmp_path)]
     assert compare.main(argv) == 0
     res = json.loads((tmp_path / "compare.json").read_text())
     got = {(r["method"], r["data"]) for r in res["results"] if r["n"] == 600}
     assert {("ul4m4", "complete"), ("ul4m4", "half"), ("floor_matmul", "half"), ("numpy_gemm", "half"),
             ("broadcast", "half"), ("loop", "half")} <= got
     assert all(r["s_median"] > 0 for r in res["results"])
-    assert len(res["targets"]) == 7
+    assert len(res["targets"]) == 9
+    # Fits to convergence: the peers solve ul4m4's problem (z-space, / sqrt(d_m)) from the
+    # same centres, so they stop at ul4m4's labels; bounded is plain Lloyd, bit for bit.
+    conv = {(r["method"], r["data"]): r for r in res["converge"][0]["rows"]}
+    assert conv[("ul4m4_bounded", "complete")]["label_agreement"] == 1.0
+    assert conv[("ul4m4_bounded", "half")]["label_agreement"] == 1.0
+    assert conv[("ul4m4_bounded", "complete")]["n_iter"] == conv[("ul4m4_lloyd", "complete")]["n_iter"]
+    for key in ("sklearn_lloyd", "sklearn_elkan", "onedal", "faiss"):
+        if (key, "complete") in conv:
+            assert conv[(key, "complete")]["label_agreement"] >= 0.99, key
     assert "fit_extra_mib" in res["memory"]["600"]
     md = (tmp_path / "compare.md").read_text()
     assert "| ul4m4 | half missing |" in md
+    assert "## Fits to convergence, N = 600" in md
     try:
         import matplotlib  # noqa: F401
     except ImportError:

@@ -7,10 +7,12 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <utility>
 
 #include "ul4m4/engine.hpp"
 #include "ul4m4/kernels.hpp"
 #include "ul4m4/parallel.hpp"
+#include "output_pool.hpp"
 #include "released.hpp"
 #include "shared.hpp"
 
@@ -180,6 +182,30 @@ PYBIND11_MODULE(_core, mod) {
   mod.def("openmp_max_threads", [] { return default_threads(); });  // either backend (parallel.hpp)
   mod.def("threading_backend", [] { return std::string(threading_backend()); });
   mod.def("max_threads", &ul4m4::max_threads, "The most threads a pass uses (larger requests are clamped).");
+
+  mod.def("output_block", [](int64_t nbytes, int64_t call_bytes) {
+    if (nbytes < 0 || call_bytes < nbytes) throw py::value_error("output_block: bad sizes");
+    auto& pool = ul4m4_bindings::OutputPool::instance();
+    const size_t n = static_cast<size_t>(nbytes);
+    auto* blk = new std::pair<void*, size_t>(pool.take(n, static_cast<size_t>(call_bytes)), n);
+    void* p = blk->first;
+    // The block goes back to the pool when the last array viewing it dies.
+    py::capsule owner(blk, [](void* q) {
+      auto* b = static_cast<std::pair<void*, size_t>*>(q);
+      ul4m4_bindings::OutputPool::instance().give(b->first, b->second);
+      delete b;
+    });
+    return py::array_t<uint8_t>({static_cast<py::ssize_t>(n)}, {static_cast<py::ssize_t>(1)},
+                                static_cast<uint8_t*>(p), owner);
+  }, py::arg("nbytes"), py::arg("call_bytes"),
+     "A writable uint8 array of nbytes from the output pool (output_pool.hpp); call_bytes: all "
+     "the outputs of this call, the most the pool keeps once they are freed.");
+  mod.def("output_pool_info", [] {
+    auto& pool = ul4m4_bindings::OutputPool::instance();
+    return py::dict(py::arg("kept_bytes") = pool.kept_bytes(), py::arg("reused_blocks") = pool.reused_blocks());
+  });
+  mod.def("release_output_pool", [] { ul4m4_bindings::OutputPool::instance().release(); },
+          "Unmaps the output blocks the pool keeps for reuse.");
 
   mod.def("compute_stats", [](std::vector<py::array> Xs, U8 present, int n_threads, int64_t chunk) {
     Inputs in = make_dataset(Xs, present);

@@ -211,19 +211,37 @@ def prepare(X: Any, mask: Any, modality_dims: Optional[Sequence[int]], core: Any
                     originals=originals, container=container, mask_given=mask is not None)
 
 
-def new_like(prep: Prepared) -> tuple:
-    """Fresh output arrays with the input's container type and dtypes.
+# Outputs at least this large come from the compiled core's output pool
+# (python/bindings/output_pool.hpp): memory the previous call's outputs freed, already
+# mapped, instead of new pages the kernel must fault in and clear one by one.
+POOLED_OUTPUT_BYTES = 16 << 20
+
+
+def _empty(shape: tuple, dtype: np.dtype, call_bytes: int, core: Any) -> np.ndarray:
+    """np.empty(shape, dtype), from the output pool when large (C-contiguous, writeable)."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if core is None or nbytes < POOLED_OUTPUT_BYTES:
+        return np.empty(shape, dtype=dtype)
+    return core.output_block(nbytes, call_bytes).view(dtype).reshape(shape)
+
+
+def new_like(prep: Prepared, core: Any = None) -> tuple:
+    """Fresh output arrays with the input's container type and dtypes; with ``core`` (the
+    compiled module) the large ones come from its output pool.
 
     Returns (container, per-modality numpy views the core writes into)."""
+    shapes = [(prep.dense.shape, prep.dense.dtype)] if prep.kind == "dense" else [(a.shape, a.dtype) for a in prep.Xs]
+    sizes = [int(np.prod(sh)) * np.dtype(dt).itemsize for sh, dt in shapes]
+    call_bytes = sum(b for b in sizes if b >= POOLED_OUTPUT_BYTES)
     if prep.torch:
         import torch  # only reached when the caller passed torch tensors
 
         def alloc(shape, dtype):
-            t = torch.empty(shape, dtype=torch.float32 if dtype == np.float32 else torch.float64)
-            return t, t.numpy()
+            a = _empty(shape, dtype, call_bytes, core)
+            return torch.from_numpy(a), a
     else:
         def alloc(shape, dtype):
-            a = np.empty(shape, dtype=dtype)
+            a = _empty(shape, dtype, call_bytes, core)
             return a, a
 
     if prep.kind == "dense":

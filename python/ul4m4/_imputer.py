@@ -537,7 +537,7 @@ class UL4M4Imputer(SklearnProtocol):
         model = self._compiled()
         nt = effective_n_threads(self.n_threads)
         prep = self._prepare(X, mask, nt, fitted=True)
-        cont, views = new_like(prep) if out is None else use_out(prep, out)
+        cont, views = new_like(prep, _core) if out is None else use_out(prep, out)
         try:
             res = _core.complete(model, prep.Xs, prep.present, views, completion, float(ts),
                                  float(temp) if temp is not None else 0.0, nt,
