@@ -2,6 +2,7 @@
 
     python bench/completion_choice.py                       # 3 data sets, 30/50/66 %, 5 seeds
     python bench/completion_choice.py --seeds 2 --datasets mfeat
+    python bench/completion_choice.py --cost                # cost of 'auto' on the reference workload
 
 For each data set, missing rate and seed, the protocol of ``ul4m4.evaluation`` (stratified
 70/30 split, one ``missing_rate_mask`` for all rows, imputers fitted on the masked training
@@ -26,6 +27,13 @@ rows, K=20); ``digits`` (scikit-learn's 8x8 digits split into 4 views of two pix
 features each: small modalities, K=40).
 
 Writes ``bench/results/completion_choice.json`` and ``.md``.
+
+``--cost`` measures instead what the choice costs on the engine's reference workload
+(``bench/core_workload.py``'s data: N=200 000, widths 768/1024/768 float32, half the slots
+missing, K=64): fits with ``completion='greedy'`` and with ``completion='auto'``, alternated
+in one process (``--repeat`` pairs), to convergence unless ``--max-iter`` is given (the same
+for both). Prints the ratio and writes ``bench/results/completion_choice_cost.json``
+(``--cost-n`` to change N: the results file then names it).
 """
 from __future__ import annotations
 
@@ -47,6 +55,8 @@ from ul4m4.evaluation import _downstream, _errors
 from ul4m4.masking import missing_rate_mask
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from core_workload import make_data  # noqa: E402
 FIXED = [candidate_label(c, ts) for c, ts in GRID]
 
 
@@ -175,6 +185,40 @@ def markdown(all_res, meta):
     return "\n".join(lines)
 
 
+def cost(args):
+    """Fit time with completion='auto' over without, on the reference workload."""
+    dims, K = [768, 1024, 768], 64
+    Xs, P = make_data(args.cost_n, dims, 0.5)
+    kw = dict(random_state=0) if args.max_iter is None else dict(random_state=0, max_iter=args.max_iter)
+    runs = {"greedy": [], "auto": []}
+    for rep in range(args.repeat):
+        for completion in ("greedy", "auto"):
+            imp = UL4M4Imputer(K, completion=completion, **kw)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a --max-iter cut warns that it did not converge
+                t0 = time.perf_counter()
+                imp.fit(Xs, mask=P)
+                s = time.perf_counter() - t0
+            runs[completion].append({"seconds": s, "n_iter": imp.n_iter_,
+                                     "lloyd_s": sum(h["seconds"] for h in imp.history_)})
+            extra = (f", chose {candidate_label(imp.completion_, imp.temperature_scale_)}"
+                     if completion == "auto" else "")
+            print(f"pair {rep}: {completion:6s} {s:7.2f} s, {imp.n_iter_} Lloyd iterations{extra}", flush=True)
+    ratios = [a["seconds"] / g["seconds"] for g, a in zip(runs["greedy"], runs["auto"])]
+    res = {"n": args.cost_n, "dims": dims, "k": K, "missing": 0.5, "max_iter": args.max_iter,
+           "ul4m4_version": ul4m4.__version__, "simd": ul4m4.simd_level(), "threads": len(os.sched_getaffinity(0)),
+           "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared with "
+                      "other jobs: timings are indicative)",
+           "runs": runs, "ratio_per_pair": ratios, "ratio_of_medians":
+           float(np.median([r["seconds"] for r in runs["auto"]]) / np.median([r["seconds"] for r in runs["greedy"]]))}
+    print(f"fit with auto / without: {', '.join(f'{r:.2f}x' for r in ratios)} per pair; "
+          f"{res['ratio_of_medians']:.2f}x of the medians")
+    suffix = "" if args.cost_n == 200_000 else f"_n{args.cost_n}"
+    out = Path(args.out + "_cost" + suffix + ".json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=["mfeat", "blobs", "digits"])
@@ -182,7 +226,13 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--no-mlp", action="store_true")
     ap.add_argument("--out", default=str(HERE / "results" / "completion_choice"))
+    ap.add_argument("--cost", action="store_true", help="time fit with and without 'auto' (see above)")
+    ap.add_argument("--cost-n", type=int, default=200_000)
+    ap.add_argument("--max-iter", type=int, default=None, help="--cost: a fixed max_iter for both fits")
+    ap.add_argument("--repeat", type=int, default=2, help="--cost: pairs of fits")
     args = ap.parse_args(argv)
+    if args.cost:
+        return cost(args)
     try:
         from threadpoolctl import threadpool_limits
         limit = threadpool_limits(limits=1, user_api="blas")
