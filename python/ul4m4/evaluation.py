@@ -84,6 +84,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ._arrays import column_views
+
 __all__ = ["IMPUTERS", "METRICS", "run_protocol", "format_table", "plot_results"]
 
 #: Imputer key -> label used in tables and plots, in display order.
@@ -275,7 +277,6 @@ def _run_one(task: Tuple, views: Optional[List[np.ndarray]], y: Optional[np.ndar
 
     if "knn" in imputers:
         dims = [x.shape[1] for x in views]
-        offs = np.concatenate([[0], np.cumsum(dims)])
         A, B = np.hstack(obs_tr), np.hstack(obs_te)
         t0 = time.perf_counter()
         knn = KNNImputer(n_neighbors=knn_neighbors).fit(A)
@@ -283,8 +284,7 @@ def _run_one(task: Tuple, views: Optional[List[np.ndarray]], y: Optional[np.ndar
         t0 = time.perf_counter()
         a, b = knn.transform(A), knn.transform(B)
         comp_s = time.perf_counter() - t0
-        f_tr = [a[:, offs[m]:offs[m + 1]] for m in range(M)]
-        f_te = [b[:, offs[m]:offs[m + 1]] for m in range(M)]
+        f_tr, f_te = column_views(a, dims), column_views(b, dims)
         score("knn", f_tr, f_te, comp_s, fit_s)
 
     return {"seed": seed, "rate": rate, "results": out, "seconds": time.perf_counter() - t_start}
