@@ -123,5 +123,5 @@ def test_pool_keeps_at_most_the_latest_calls_outputs(big):
     del y
     gc.collect()
     assert _core.output_pool_info()["kept_bytes"] <= sum(N // 2 * d * 8 for d in DIMS) + 2 * 4096
-    _core.release_output_pool()
+    ul4m4.release_output_pool()
     assert _core.output_pool_info()["kept_bytes"] == 0

@@ -39,6 +39,7 @@ __all__ = [
     "available_simd_levels",
     "threading_backend",
     "cuda_available",
+    "release_output_pool",
     "__version__",
 ]
 
@@ -84,6 +85,16 @@ def threading_backend() -> str:
     """How this build of the compiled core runs threads: 'openmp', or 'threads' (its own
     thread pool, for builds without OpenMP). Both give the same results, bit for bit."""
     return _core.threading_backend()
+
+
+def release_output_pool() -> None:
+    """Give back to the system the memory kept for reuse by transform's fresh outputs.
+
+    Outputs of 16 MiB or more come from a pool in the compiled core; when they are freed,
+    up to the latest call's bytes are kept (marked reclaimable) so that the next call of the
+    same size does not fault in new pages (docs/inputs-and-outputs.md, "Fresh outputs").
+    Outputs still alive are not affected."""
+    _core.release_output_pool()
 
 
 def cuda_available() -> tuple:
