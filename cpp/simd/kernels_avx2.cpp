@@ -36,11 +36,7 @@ struct T {
   static inline vec mul(vec a, vec b) { return _mm256_mul_ps(a, b); }
   static constexpr int WS = 4;  // wsum_rows: 32 outputs, wsum_rows2: 2 x 32 in 8 accumulators
   static constexpr int NZ = 2;  // normalize_f32: 16 values a step, then 8
-  using sqacc = vec;
-  static inline sqacc sq_zero() { return zero(); }
-  static inline sqacc sq_add(sqacc s, vec v) { return fmadd(v, v, s); }
-  static inline sqacc sq_merge(sqacc s, sqacc t) { return add(s, t); }
-  static inline double sq_total(sqacc s) { return static_cast<double>(hsum(s)); }
+  static constexpr bool SQ_F64 = false;
 
   using dvec = __m256d;
   static constexpr int DW = 4;

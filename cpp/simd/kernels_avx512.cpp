@@ -41,11 +41,7 @@ struct T {
   static inline vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
   static constexpr int WS = 4;  // wsum_rows: 64 outputs, wsum_rows2: 2 x 64 in 8 accumulators
   static constexpr int NZ = 1;  // normalize_f32: 16 values a step
-  using sqacc = vec;
-  static inline sqacc sq_zero() { return zero(); }
-  static inline sqacc sq_add(sqacc s, vec v) { return fmadd(v, v, s); }
-  static inline sqacc sq_merge(sqacc s, sqacc t) { return add(s, t); }
-  static inline double sq_total(sqacc s) { return static_cast<double>(hsum(s)); }
+  static constexpr bool SQ_F64 = false;
 
   using dvec = __m512d;
   static constexpr int DW = 8;

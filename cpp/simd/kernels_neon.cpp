@@ -44,14 +44,7 @@ struct T {
   static constexpr int WS = 8;  // wsum_rows: 32 outputs, wsum_rows2: 2 x 32 in 16 accumulators
   // normalize_f32 sums ||z||^2 in float64: lanes 0-1 in one pair, 2-3 in the other.
   static constexpr int NZ = 1;
-  using sqacc = float64x2x2_t;
-  static inline sqacc sq_zero() { return {{vdupq_n_f64(0.0), vdupq_n_f64(0.0)}}; }
-  static inline sqacc sq_add(sqacc s, vec v) {
-    const float64x2_t lo = vcvt_f64_f32(vget_low_f32(v)), hi = vcvt_high_f64_f32(v);
-    return {{vfmaq_f64(s.val[0], lo, lo), vfmaq_f64(s.val[1], hi, hi)}};
-  }
-  static inline sqacc sq_merge(sqacc s, sqacc t) { return {{vaddq_f64(s.val[0], t.val[0]), vaddq_f64(s.val[1], t.val[1])}}; }
-  static inline double sq_total(sqacc s) { return vaddvq_f64(vaddq_f64(s.val[0], s.val[1])); }
+  static constexpr bool SQ_F64 = true;
 
   using dvec = float64x2_t;
   static constexpr int DW = 2;
