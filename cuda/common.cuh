@@ -380,24 +380,26 @@ __device__ __forceinline__ T warp_sum(T v) {
   return v;
 }
 
-template <class T>
-__device__ __forceinline__ T warp_min(T v) {
+/// Best value over the warp by `better(u, v)` (take the other lane's u over v); every lane
+/// gets the same value (butterfly). warp_min / warp_max below.
+template <class T, class Better>
+__device__ __forceinline__ T warp_best(T v, Better better) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
     const T u = __shfl_xor_sync(kFull, v, o);
-    v = u < v ? u : v;
+    v = better(u, v) ? u : v;
   }
   return v;
 }
 
 template <class T>
+__device__ __forceinline__ T warp_min(T v) {
+  return warp_best(v, [](T u, T w) { return u < w; });
+}
+
+template <class T>
 __device__ __forceinline__ T warp_max(T v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const T u = __shfl_xor_sync(kFull, v, o);
-    v = u > v ? u : v;
-  }
-  return v;
+  return warp_best(v, [](T u, T w) { return u > w; });
 }
 
 /// (value, index) argmin over the warp: the lowest value, ties to the lowest index.

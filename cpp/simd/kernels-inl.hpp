@@ -1,7 +1,18 @@
 // Shared kernel bodies, included once by each kernels_<isa>.cpp after it defines a
 // traits struct `T` with: vec, W (lanes), R x C (dot-product tile), PACKED (whether
 // dot_block uses the packed outer-product path for large blocks), MR and KC (its tile rows
-// and k block), zero(), load(p), store(p, v), bcast(x), add(a, b), fmadd(a, b, c), hsum(v).
+// and k block), WS (vectors of outputs per row that wsum_rows keeps in registers),
+// zero(), load(p), store(p, v), bcast(x), add(a, b), fmadd(a, b, c), hsum(v).
+// The vector levels (all but scalar, which defines UL4M4_SCALAR_SUMS and writes its own
+// normalize_*, accum_* and min_ratio as ordered loops) also give:
+//   float lanes: sub(a, b), mul(a, b); SQ_F64 (normalize_f32 sums ||z||^2 in float64);
+//   double lanes: dvec, DW, dload(p), dstore(p, v), dbcast(x), dadd, dsub, dmul,
+//     dfmadd(a, b, c), dmin(b, v) (lane by lane, the level's own min), dhsum(v),
+//     dhmin(b) (the least lane of the MA accumulators b[0..MA)), widen(p) (DW floats at p
+//     as doubles), round_store(p, v) (stores float(v) at p, returns it as doubles);
+//   accumulator counts: NZ (normalize_f32), ND (normalize_f64), MA (min_ratio).
+// Each count and step is the one the level had when its bodies were written per file, so
+// every level keeps its bits.
 //
 // Only intrinsics and plain loops live here: no std templates, so that nothing
 // compiled with AVX flags can be picked by the linker for the common code (ODR).
@@ -194,5 +205,165 @@ void dot_block(const float* A, int64_t n, int64_t lda, const float* B, int64_t k
   }
   dot_block_tiles(A, n, lda, B, kr, ldb, dp, out, ldo);
 }
+
+// --- Weighted sums of centre rows: NR (1 or 2) output rows, y0 from weights w0 and y1
+// from w1, x NV vectors of outputs from k; every centre row j in ascending order, one fused
+// multiply-add per term. A centre whose weights are all zero is skipped; one that is zero
+// for one row only adds an exact zero to it, so NR = 2 gives the bits of two NR = 1 calls.
+// Always inlined: GCC keeps the 2 x 4 tile out of line otherwise, 1.6x slower at small K.
+template <int NR, int NV>
+[[gnu::always_inline]] inline void wsum_tile(const float* w0, const float* w1, int64_t K, const float* X, int64_t ldx, int64_t k,
+                      float* y0, float* y1) {
+  typename T::vec a[NR][NV];
+  for (int r = 0; r < NR; ++r)
+    for (int q = 0; q < NV; ++q) a[r][q] = T::zero();
+  for (int64_t j = 0; j < K; ++j) {
+    if (w0[j] == 0.f && (NR == 1 || w1[j] == 0.f)) continue;
+    const float* x = X + j * ldx + k;
+    const float wj[2] = {w0[j], NR == 1 ? 0.f : w1[j]};
+    typename T::vec xq[NV];
+    for (int q = 0; q < NV; ++q) xq[q] = T::load(x + q * T::W);
+    for (int r = 0; r < NR; ++r) {
+      const typename T::vec vw = T::bcast(wj[r]);
+      for (int q = 0; q < NV; ++q) a[r][q] = T::fmadd(vw, xq[q], a[r][q]);
+    }
+  }
+  float* const y[2] = {y0, y1};
+  for (int r = 0; r < NR; ++r)
+    for (int q = 0; q < NV; ++q) T::store(y[r] + k + q * T::W, a[r][q]);
+}
+
+// WS vectors per row stay in registers while every centre row streams past (dp is a
+// multiple of W: whole vectors are left).
+template <int NR>
+inline void wsum_any(const float* w0, const float* w1, int64_t K, const float* X, int64_t ldx, int64_t dp,
+                     float* y0, float* y1) {
+  int64_t k = 0;
+  for (; k + T::WS * T::W <= dp; k += T::WS * T::W) wsum_tile<NR, T::WS>(w0, w1, K, X, ldx, k, y0, y1);
+  for (; k < dp; k += T::W) wsum_tile<NR, 1>(w0, w1, K, X, ldx, k, y0, y1);
+}
+
+void wsum_rows(const float* w, int64_t K, const float* X, int64_t ldx, int64_t dp, float* y) {
+  wsum_any<1>(w, nullptr, K, X, ldx, dp, y, nullptr);
+}
+
+void wsum_rows2(const float* w0, const float* w1, int64_t K, const float* X, int64_t ldx, int64_t dp,
+                float* y0, float* y1) {
+  // Each centre load feeds two FMAs, and twice the independent chains hide FMA latency.
+  wsum_any<2>(w0, w1, K, X, ldx, dp, y0, y1);
+}
+
+// --- Element by element ends, every level's (the scalar level's whole loops).
+// z[k] = float((x[k] - mu[k]) * is[k]) for k in [k0, d), 0 up to dp; ss + sum of z^2 in order.
+template <class X>
+inline double normalize_rest(const X* x, int64_t d, const X* mu, const X* is, float* z, int64_t dp, int64_t k0,
+                             double ss) {
+  int64_t k = k0;
+  for (; k < d; ++k) {
+    const float v = static_cast<float>((x[k] - mu[k]) * is[k]);
+    z[k] = v;
+    ss += static_cast<double>(v) * v;
+  }
+  for (; k < dp; ++k) z[k] = 0.f;
+  return ss;
+}
+
+// min(best, (E[l] + F[l]) * rden[l] for l in [l0, K)), a NaN never taken.
+inline double min_ratio_rest(const double* E, const double* F, const double* rden, int64_t K, int64_t l0,
+                             double best) {
+  for (int64_t l = l0; l < K; ++l) {
+    const double v = (E[l] + F[l]) * rden[l];
+    best = v < best ? v : best;
+  }
+  return best;
+}
+
+#if !defined(UL4M4_SCALAR_SUMS)
+// Sum of the n accumulators (in order: s[0] + s[1] + ...), then across lanes by dhsum.
+inline double dsum(typename T::dvec* s, int n) {
+  for (int a = 1; a < n; ++a) s[0] = T::dadd(s[0], s[a]);
+  return T::dhsum(s[0]);
+}
+
+// ||z||^2 of the vector part: in NZ float32 accumulators (x86: the dot products it is
+// combined with are float32 too), or, with SQ_F64, in W / DW float64 ones, one per DW lanes.
+// A template only so that `if constexpr` drops the branch the level does not use.
+template <class L>
+inline double normalize_f32_of(const float* x, int64_t d, const float* mu, const float* is, float* z, int64_t dp) {
+  constexpr int NH = L::W / L::DW;
+  typename L::vec s[L::NZ];
+  typename L::dvec t[NH];
+  for (int a = 0; a < L::NZ; ++a) s[a] = L::zero();
+  for (int h = 0; h < NH; ++h) t[h] = L::dbcast(0.0);
+  auto step = [&](int64_t i, int a) {
+    const typename L::vec v = L::mul(L::sub(L::load(x + i), L::load(mu + i)), L::load(is + i));
+    L::store(z + i, v);
+    if constexpr (L::SQ_F64) {
+      for (int h = 0; h < NH; ++h) {  // the z just stored, read back as doubles
+        const typename L::dvec r = L::widen(z + i + h * L::DW);
+        t[h] = L::dfmadd(r, r, t[h]);
+      }
+    } else {
+      s[a] = L::fmadd(v, v, s[a]);
+    }
+  };
+  int64_t k = 0;
+  for (; k + L::NZ * L::W <= d; k += L::NZ * L::W)
+    for (int a = 0; a < L::NZ; ++a) step(k + a * L::W, a);
+  for (; k + L::W <= d; k += L::W) step(k, 0);
+  double ss;
+  if constexpr (L::SQ_F64) {
+    ss = dsum(t, NH);
+  } else {
+    for (int a = 1; a < L::NZ; ++a) s[0] = L::add(s[0], s[a]);
+    ss = static_cast<double>(L::hsum(s[0]));
+  }
+  return normalize_rest(x, d, mu, is, z, dp, k, ss);
+}
+
+double normalize_f32(const float* x, int64_t d, const float* mu, const float* is, float* z, int64_t dp) {
+  return normalize_f32_of<T>(x, d, mu, is, z, dp);
+}
+
+double normalize_f64(const double* x, int64_t d, const double* mu, const double* is, float* z,
+                     int64_t dp) {
+  // ||z||^2 of the float32 z values, in ND float64 accumulators.
+  typename T::dvec s[T::ND];
+  for (int a = 0; a < T::ND; ++a) s[a] = T::dbcast(0.0);
+  int64_t k = 0;
+  for (; k + T::ND * T::DW <= d; k += T::ND * T::DW)
+    for (int a = 0; a < T::ND; ++a) {
+      const int64_t i = k + a * T::DW;
+      const typename T::dvec r =
+          T::round_store(z + i, T::dmul(T::dsub(T::dload(x + i), T::dload(mu + i)), T::dload(is + i)));
+      s[a] = T::dfmadd(r, r, s[a]);
+    }
+  return normalize_rest(x, d, mu, is, z, dp, k, dsum(s, T::ND));
+}
+
+void accum_f32(const float* x, int64_t d, double* acc) {
+  int64_t k = 0;
+  for (; k + T::DW <= d; k += T::DW) T::dstore(acc + k, T::dadd(T::dload(acc + k), T::widen(x + k)));
+  for (; k < d; ++k) acc[k] += static_cast<double>(x[k]);
+}
+
+void accum_f64(const double* x, int64_t d, double* acc) {
+  int64_t k = 0;
+  for (; k + T::DW <= d; k += T::DW) T::dstore(acc + k, T::dadd(T::dload(acc + k), T::dload(x + k)));
+  for (; k < d; ++k) acc[k] += x[k];
+}
+
+double min_ratio(const double* E, const double* F, const double* rden, int64_t K) {
+  typename T::dvec b[T::MA];
+  for (int a = 0; a < T::MA; ++a) b[a] = T::dbcast(__builtin_inf());
+  int64_t l = 0;
+  for (; l + T::MA * T::DW <= K; l += T::MA * T::DW)
+    for (int a = 0; a < T::MA; ++a) {
+      const int64_t i = l + a * T::DW;
+      b[a] = T::dmin(b[a], T::dmul(T::dadd(T::dload(E + i), T::dload(F + i)), T::dload(rden + i)));
+    }
+  return min_ratio_rest(E, F, rden, K, l, T::dhmin(b));
+}
+#endif
 
 }  // namespace

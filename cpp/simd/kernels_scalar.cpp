@@ -34,33 +34,25 @@ struct T {
     return r;
   }
   static inline float hsum(const vec& a) { return (a.v[0] + a.v[2]) + (a.v[1] + a.v[3]); }
+  static constexpr int WS = 4;  // wsum_rows: 16 outputs a block
 };
 
 }  // namespace
 }  // namespace ul4m4
 
+// The scalar level sums ||z||^2 and takes min_ratio's minimum in element order, and adds
+// element by element: it writes normalize_*, accum_* and min_ratio itself.
+#define UL4M4_SCALAR_SUMS 1
 namespace ul4m4 {
 #include "kernels-inl.hpp"
 namespace {
 
-template <class X, class P>
-double normalize_any(const X* x, int64_t d, const P* mu, const P* inv_sigma, float* z, int64_t dp) {
-  double ss = 0.0;
-  for (int64_t k = 0; k < d; ++k) {
-    const float v = static_cast<float>((x[k] - mu[k]) * inv_sigma[k]);
-    z[k] = v;
-    ss += static_cast<double>(v) * static_cast<double>(v);
-  }
-  for (int64_t k = d; k < dp; ++k) z[k] = 0.f;
-  return ss;
-}
-
 double normalize_f32(const float* x, int64_t d, const float* mu, const float* is, float* z, int64_t dp) {
-  return normalize_any(x, d, mu, is, z, dp);
+  return normalize_rest(x, d, mu, is, z, dp, 0, 0.0);
 }
 double normalize_f64(const double* x, int64_t d, const double* mu, const double* is, float* z,
                      int64_t dp) {
-  return normalize_any(x, d, mu, is, z, dp);
+  return normalize_rest(x, d, mu, is, z, dp, 0, 0.0);
 }
 void accum_f32(const float* x, int64_t d, double* acc) {
   for (int64_t k = 0; k < d; ++k) acc[k] += static_cast<double>(x[k]);
@@ -70,33 +62,12 @@ void accum_f64(const double* x, int64_t d, double* acc) {
 }
 
 double min_ratio(const double* E, const double* F, const double* rden, int64_t K) {
-  double best = __builtin_inf();
-  for (int64_t l = 0; l < K; ++l) {
-    const double v = (E[l] + F[l]) * rden[l];
-    best = v < best ? v : best;
-  }
-  return best;
-}
-
-void wsum_rows(const float* w, int64_t K, const float* X, int64_t ldx, int64_t dp, float* y) {
-  for (int64_t k = 0; k < dp; ++k) y[k] = 0.f;
-  for (int64_t j = 0; j < K; ++j) {
-    if (w[j] == 0.f) continue;
-    const float a = w[j];
-    const float* x = X + j * ldx;
-    for (int64_t k = 0; k < dp; ++k) y[k] += a * x[k];
-  }
+  return min_ratio_rest(E, F, rden, K, 0, __builtin_inf());
 }
 
 void copy_stream(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
 
 void store_fence() {}
-
-void wsum_rows2(const float* w0, const float* w1, int64_t K, const float* X, int64_t ldx, int64_t dp,
-                float* y0, float* y1) {
-  wsum_rows(w0, K, X, ldx, dp, y0);
-  wsum_rows(w1, K, X, ldx, dp, y1);
-}
 
 }  // namespace
 

@@ -1,6 +1,8 @@
 // Non-temporal row copy shared by the AVX2 and AVX-512 kernel files (both are compiled with
-// -mavx2; 32-byte streaming stores are what both use). Included inside each file's
-// anonymous namespace, like kernels-inl.hpp.
+// -mavx2; 32-byte streaming stores are what both use). Included inside namespace ul4m4,
+// like kernels-inl.hpp, and anonymous for the same reason.
+
+namespace {
 
 void copy_stream(void* dst, const void* src, size_t bytes) {
   char* d = static_cast<char*>(dst);
@@ -32,3 +34,5 @@ void copy_stream(void* dst, const void* src, size_t bytes) {
 }
 
 void store_fence() { _mm_sfence(); }
+
+}  // namespace
