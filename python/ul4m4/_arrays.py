@@ -147,6 +147,15 @@ def check_list_dims(X: Any, modality_dims: Any) -> None:
                                  "Set modality_dims=None, or pass one 2-D array")
 
 
+def check_modality_list(X: Sequence[Any]) -> None:
+    """X given as a list: one array per modality, at least one, all torch or all numpy."""
+    if len(X) == 0:
+        raise ValueError("X is an empty list: give one array per modality")
+    torch_in = [is_torch(x) for x in X]
+    if any(torch_in) and not all(torch_in):
+        raise TypeError("mix of torch tensors and numpy arrays in X; use one kind")
+
+
 def prepare(X: Any, mask: Any, modality_dims: Optional[Sequence[int]], core: Any, n_threads: int,
             chunk: int, expect: Optional[Sequence[int]] = None) -> Prepared:
     """Validate and convert ``X`` (list of per-modality arrays, or one 2-D array split by
@@ -154,11 +163,7 @@ def prepare(X: Any, mask: Any, modality_dims: Optional[Sequence[int]], core: Any
     ``expect``: the widths a fitted model needs (count and widths are checked first)."""
     check_list_dims(X, modality_dims)
     if isinstance(X, (list, tuple)):
-        if len(X) == 0:
-            raise ValueError("X is an empty list: give one array per modality")
-        torch_in = [is_torch(x) for x in X]
-        if any(torch_in) and not all(torch_in):
-            raise TypeError("mix of torch tensors and numpy arrays in X; use one kind")
+        check_modality_list(X)
         Xs = []
         for m, x in enumerate(X):
             a = to_numpy(x, f"modality {m}")
@@ -174,7 +179,7 @@ def prepare(X: Any, mask: Any, modality_dims: Optional[Sequence[int]], core: Any
                 raise ValueError(
                     f"modality {m} has {a.shape[0]} rows but modality 0 has {n}: every modality needs one row per sample"
                 )
-        kind, dense, torch_flag = "list", None, all(torch_in)
+        kind, dense, torch_flag = "list", None, is_torch(X[0])
         originals = list(X)
         container = tuple if isinstance(X, tuple) else list
     else:

@@ -20,8 +20,8 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from ._arrays import (as_mask, check_aliasing, check_dims, check_float, check_list_dims, column_views, explain,
-                      is_torch, out_parts, rows_contiguous, to_numpy)
+from ._arrays import (as_mask, check_aliasing, check_dims, check_float, check_list_dims, check_modality_list,
+                      column_views, explain, is_torch, out_parts, rows_contiguous, to_numpy)
 
 __all__ = ["availability", "check_device", "use_cuda", "prepare", "compute_stats", "kmeans", "complete", "assign"]
 
@@ -223,11 +223,7 @@ def prepare(X: Any, mask: Any, modality_dims, device: str, expect=None) -> CudaP
     items = list(X) if isinstance(X, (list, tuple)) else [X]
     kinds = {("cuda" if x.device.type == "cuda" else "torch") if is_torch(x) else "numpy" for x in items}
     if isinstance(X, (list, tuple)):
-        if len(X) == 0:
-            raise ValueError("X is an empty list: give one array per modality")
-        torch_in = [is_torch(x) for x in X]
-        if any(torch_in) and not all(torch_in):
-            raise TypeError("mix of torch tensors and numpy arrays in X; use one kind")
+        check_modality_list(X)
         if kinds == {"cuda", "torch"}:
             raise ValueError("mix of CPU and CUDA tensors in X; put every modality on one device")
         Xs = []
