@@ -2,6 +2,9 @@
 
     python bench/completion_choice.py                       # 3 data sets, 30/50/66 %, 5 seeds
     python bench/completion_choice.py --seeds 2 --datasets mfeat
+    python bench/completion_choice.py --cost                # cost of 'auto' on the reference workload
+    python bench/completion_choice.py --first-seed 3 --out new       # seeds 3, 4 only, then
+    python bench/completion_choice.py --merge bench/results/completion_choice.json new.json
 
 For each data set, missing rate and seed, the protocol of ``ul4m4.evaluation`` (stratified
 70/30 split, one ``missing_rate_mask`` for all rows, imputers fitted on the masked training
@@ -25,7 +28,17 @@ synthetic set: 10 well-separated Gaussian clusters in 3 views of 20/30/10 featur
 rows, K=20); ``digits`` (scikit-learn's 8x8 digits split into 4 views of two pixel rows, 16
 features each: small modalities, K=40).
 
-Writes ``bench/results/completion_choice.json`` and ``.md``.
+Writes ``bench/results/completion_choice.json`` and ``.md``. Every number but the fit times
+depends on the seed only (single-threaded fits, seeded MLP), so runs of separate processes
+(``--first-seed``, a subset of ``--datasets`` / ``--rates``) can be combined with ``--merge``;
+a seed found in two files must have the same results in both (checked).
+
+``--cost`` measures instead what the choice costs on the engine's reference workload
+(``bench/core_workload.py``'s data: N=200 000, widths 768/1024/768 float32, half the slots
+missing, K=64): fits with ``completion='greedy'`` and with ``completion='auto'``, alternated
+in one process (``--repeat`` pairs), to convergence unless ``--max-iter`` is given (the same
+for both). Prints the ratio and writes ``bench/results/completion_choice_cost.json``
+(``--cost-n`` to change N: the results file then names it).
 """
 from __future__ import annotations
 
@@ -47,6 +60,8 @@ from ul4m4.evaluation import _downstream, _errors
 from ul4m4.masking import missing_rate_mask
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from core_workload import make_data  # noqa: E402
 FIXED = [candidate_label(c, ts) for c, ts in GRID]
 
 
@@ -121,7 +136,7 @@ def one_run(views, y, K, rate, seed, mlp=True):
     knn = KNNImputer(n_neighbors=5).fit(np.hstack(obs_tr))
     a, b = knn.transform(np.hstack(obs_tr)), knn.transform(np.hstack(obs_te))
     score("KNNImputer", [a[:, offs[m]:offs[m + 1]] for m in range(M)], [b[:, offs[m]:offs[m + 1]] for m in range(M)])
-    return {"results": res, "chosen": chosen, "fit_s": fit_plain, "fit_auto_s": fit_auto,
+    return {"seed": seed, "results": res, "chosen": chosen, "fit_s": fit_plain, "fit_auto_s": fit_auto,
             "holdout_errors": {candidate_label(d["completion"], d["temperature_scale"]): d["error"]
                                for d in imp.completion_scores_}}
 
@@ -175,14 +190,97 @@ def markdown(all_res, meta):
     return "\n".join(lines)
 
 
+def cost(args):
+    """Fit time with completion='auto' over without, on the reference workload."""
+    dims, K = [768, 1024, 768], 64
+    Xs, P = make_data(args.cost_n, dims, 0.5)
+    kw = dict(random_state=0) if args.max_iter is None else dict(random_state=0, max_iter=args.max_iter)
+    runs = {"greedy": [], "auto": []}
+    for rep in range(args.repeat):
+        for completion in ("greedy", "auto"):
+            imp = UL4M4Imputer(K, completion=completion, **kw)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a --max-iter cut warns that it did not converge
+                t0 = time.perf_counter()
+                imp.fit(Xs, mask=P)
+                s = time.perf_counter() - t0
+            runs[completion].append({"seconds": s, "n_iter": imp.n_iter_,
+                                     "lloyd_s": sum(h["seconds"] for h in imp.history_)})
+            extra = (f", chose {candidate_label(imp.completion_, imp.temperature_scale_)}"
+                     if completion == "auto" else "")
+            print(f"pair {rep}: {completion:6s} {s:7.2f} s, {imp.n_iter_} Lloyd iterations{extra}", flush=True)
+    ratios = [a["seconds"] / g["seconds"] for g, a in zip(runs["greedy"], runs["auto"])]
+    res = {"n": args.cost_n, "dims": dims, "k": K, "missing": 0.5, "max_iter": args.max_iter,
+           "ul4m4_version": ul4m4.__version__, "simd": ul4m4.simd_level(), "threads": len(os.sched_getaffinity(0)),
+           "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared with "
+                      "other jobs: timings are indicative)",
+           "runs": runs, "ratio_per_pair": ratios, "ratio_of_medians":
+           float(np.median([r["seconds"] for r in runs["auto"]]) / np.median([r["seconds"] for r in runs["greedy"]]))}
+    print(f"fit with auto / without: {', '.join(f'{r:.2f}x' for r in ratios)} per pair; "
+          f"{res['ratio_of_medians']:.2f}x of the medians")
+    suffix = "" if args.cost_n == 200_000 else f"_n{args.cost_n}"
+    out = Path(args.out + "_cost" + suffix + ".json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=1) + "\n")
+
+
+def merge(paths):
+    """{data set: {rate: runs in seed order}} from results files; a repeated seed must agree."""
+    runs = {}
+    for path in paths:
+        doc = json.loads(Path(path).read_text())
+        for ds, by_rate in doc["results"].items():
+            for rate, r in by_rate.items():
+                for i, run in enumerate(r["runs"]):
+                    run = dict(run, seed=run.get("seed", i))  # files without it ran seeds 0, 1, ...
+                    key = (ds, rate, run["seed"])
+                    if key in runs and runs[key][1]["results"] != run["results"]:
+                        raise SystemExit(f"{path}: {ds} rate {rate} seed {run['seed']} differs from {runs[key][0]}")
+                    runs.setdefault(key, (path, run, r["K"]))
+    out = {}  # data sets in the order first met, rates ascending, seeds ascending
+    order = list(dict.fromkeys(k[0] for k in runs))
+    for (ds, rate, seed) in sorted(runs, key=lambda k: (order.index(k[0]), float(k[1]), k[2])):
+        out.setdefault(ds, {}).setdefault(rate, []).append(runs[ds, rate, seed])
+    return out
+
+
+def write(all_res, meta, out):
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with open(out + ".json", "w") as fh:
+        json.dump({"meta": meta, "results": all_res}, fh, indent=1)
+    md = markdown(all_res, meta)
+    with open(out + ".md", "w") as fh:
+        fh.write(md + "\n")
+    print(md)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=["mfeat", "blobs", "digits"])
     ap.add_argument("--rates", nargs="+", type=float, default=[0.3, 0.5, 0.66])
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="run seeds FIRST_SEED .. SEEDS-1 only")
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="combine the runs of these results files")
     ap.add_argument("--no-mlp", action="store_true")
     ap.add_argument("--out", default=str(HERE / "results" / "completion_choice"))
+    ap.add_argument("--cost", action="store_true", help="time fit with and without 'auto' (see above)")
+    ap.add_argument("--cost-n", type=int, default=200_000)
+    ap.add_argument("--max-iter", type=int, default=None, help="--cost: a fixed max_iter for both fits")
+    ap.add_argument("--repeat", type=int, default=2, help="--cost: pairs of fits")
     args = ap.parse_args(argv)
+    if args.cost:
+        return cost(args)
+    if args.merge:
+        by = merge(args.merge)
+        all_res = {ds: {rate: dict(summarise([r for _, r, _ in v]), runs=[r for _, r, _ in v], K=v[0][2])
+                        for rate, v in rates.items()} for ds, rates in by.items()}
+        seeds = sorted({r["seed"] for rates in all_res.values() for v in rates.values() for r in v["runs"]})
+        metas = [json.loads(Path(p).read_text())["meta"] for p in args.merge]
+        meta = {"seeds": len(seeds), "rates": sorted({float(r) for v in all_res.values() for r in v}),
+                "ul4m4_version": ul4m4.__version__, "machine": metas[-1]["machine"],
+                "seconds": sum(m["seconds"] for m in metas),
+                "note": f"runs of {len(args.merge)} results files combined by --merge (seeds {seeds})"}
+        return write(all_res, meta, args.out)
     try:
         from threadpoolctl import threadpool_limits
         limit = threadpool_limits(limits=1, user_api="blas")
@@ -195,23 +293,17 @@ def main(argv=None):
         all_res[ds] = {}
         for rate in args.rates:
             runs = []
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.seeds):
                 t0 = time.perf_counter()
                 runs.append(one_run(views, y, K, rate, seed, mlp=not args.no_mlp))
                 print(f"{ds} rate {rate} seed {seed}: auto chose {runs[-1]['chosen']}, "
                       f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
             all_res[ds][str(rate)] = dict(summarise(runs), runs=runs, K=K)
-    meta = {"seeds": args.seeds, "rates": args.rates, "ul4m4_version": ul4m4.__version__,
+    meta = {"seeds": args.seeds - args.first_seed, "first_seed": args.first_seed, "rates": args.rates, "ul4m4_version": ul4m4.__version__,
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared with "
                        "other jobs: timings are indicative)",
             "seconds": time.perf_counter() - t_all}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out + ".json", "w") as fh:
-        json.dump({"meta": meta, "results": all_res}, fh, indent=1)
-    md = markdown(all_res, meta)
-    with open(args.out + ".md", "w") as fh:
-        fh.write(md + "\n")
-    print(md)
+    write(all_res, meta, args.out)
     if limit is not None:
         limit.restore_original_limits()
 

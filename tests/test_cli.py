@@ -278,13 +278,14 @@ def test_demo_quick(tmp_path, capsys):
     rc = main(["demo", "--quick", "--no-knn", "-k", "20", "--jobs", "1", "--out", str(out)])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
-    for label in ("ul4m4 greedy", "ul4m4 soft 1/16", "mean-fill", "zero-fill", "complete data",
+    for label in ("ul4m4 greedy", "ul4m4 soft 1/16", "ul4m4 auto", "mean-fill", "zero-fill", "complete data",
                   "F1-micro", "RMSE", "rows/s"):
         assert label in captured.out
+    assert "auto chose " in captured.err  # each run's choice, on its progress line
     doc = json.loads((out / "results.json").read_text())
     rows = doc["rows"]
-    assert {r["imputer"] for r in rows} == {"ul4m4_greedy", "ul4m4_soft", "ul4m4_soft16", "mean", "zero",
-                                            "complete"}
+    assert {r["imputer"] for r in rows} == {"ul4m4_greedy", "ul4m4_soft", "ul4m4_soft16", "ul4m4_auto", "mean",
+                                            "zero", "complete"}
     f1 = {r["imputer"]: r["mean"] for r in rows if r["metric"] == "f1_micro"}
     assert all(0.5 < v <= 1 for v in f1.values())
     rmse = {r["imputer"]: r["mean"] for r in rows if r["metric"] == "rmse"}

@@ -42,13 +42,49 @@ def test_rows_structure():
     assert get["zero", 0.5, "rmse"]["mean"] > 2
     # on clustered data, ul4m4 reconstructs better than mean-fill
     assert get["ul4m4_soft16", 0.5, "rmse"]["mean"] < get["mean", 0.5, "rmse"]["mean"]
-    # the three ul4m4 modes share one fit
+    # the ul4m4 modes share one fit; only auto's fit time includes the choice
     fits = {get[k, 0.3, "fit_s"]["mean"] for k in ("ul4m4_greedy", "ul4m4_soft", "ul4m4_soft16")}
     assert len(fits) == 1
+    assert get["ul4m4_auto", 0.3, "fit_s"]["mean"] > fits.pop()
     text = format_table(rows)
     for label in IMPUTERS.values():
         assert label in text
     assert "missing 0.3" in text and "±" in text
+
+
+def test_auto_row_is_the_fitted_choice():
+    """ul4m4_auto completes with the setting that completion='auto' chose, and sharing its fit
+    leaves the fixed modes exactly as in a run without it (same centres)."""
+    from sklearn.model_selection import train_test_split
+
+    from ul4m4 import UL4M4Imputer
+    from ul4m4._holdout import GRID, candidate_label
+    from ul4m4.masking import missing_rate_mask
+
+    views, y = _toy()
+    kw = dict(rates=(0.5,), seeds=[3], n_clusters=8, data=(views, y), n_jobs=1)
+    runs = []
+    rows = run_protocol(imputers=("ul4m4_greedy", "ul4m4_soft16", "ul4m4_auto"),
+                        progress=lambda d, t, info: runs.append(info), **kw)
+    plain = run_protocol(imputers=("ul4m4_greedy", "ul4m4_soft16"), **kw)
+    get = {(r["imputer"], r["metric"]): r["values"] for r in rows}
+    for r in plain:
+        if r["metric"] in ("f1_micro", "rmse", "rmse_slot"):
+            assert get[r["imputer"], r["metric"]] == r["values"]
+    choice = runs[0]["results"]["ul4m4_auto"]["choice"]
+    setting = {candidate_label(c, ts): (c, ts or 1.0) for c, ts in GRID}[choice]
+    # the protocol by hand, with the chosen setting fixed
+    n, M = len(y), len(views)
+    tr, te = train_test_split(np.arange(n), test_size=0.3, stratify=y, random_state=3)
+    mask = missing_rate_mask(n, M, 0.5, seed=3)
+    obs = [np.where(mask[:, m:m + 1], v, np.nan) for m, v in enumerate(views)]
+    imp = UL4M4Imputer(8, completion=setting[0], temperature_scale=setting[1], random_state=3)
+    imp.fit([x[tr] for x in obs], mask=mask[tr])
+    filled = imp.transform([x[te] for x in obs], mask=mask[te])
+    true_tr = [v[tr] for v in views]
+    sd = [np.where(s <= 1e-8, 1.0, s) for s in (x.std(axis=0) for x in true_tr)]
+    rmse, _ = _errors(filled, [v[te] for v in views], ~mask[te], [x.mean(axis=0) for x in true_tr], sd)
+    assert math.isclose(get["ul4m4_auto", "rmse"][0], rmse, rel_tol=1e-12)
 
 
 def test_parallel_equals_serial():

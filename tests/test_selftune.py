@@ -175,6 +175,44 @@ def test_auto_errors_follow_the_documented_recipe():
         assert -refit.score(X, mask=P) == pytest.approx(d["error"], rel=1e-9)
 
 
+def test_auto_refit_runs_on_a_capped_sample_of_large_data(monkeypatch):
+    """Above AUTO_REFIT_ROWS rows, the refit without the hidden slots runs on the held-out rows
+    plus a seeded sample of the others (its cost stops growing with N); below it, on all rows."""
+    from ul4m4 import _core, _imputer
+
+    X, P, _ = _blobs(n=500)
+    hide = _holdout.holdout_mask(P, seed=2, max_rows=_holdout.AUTO_MAX_ROWS)
+    held = np.flatnonzero(hide.any(axis=1))
+    cap = held.size + 40  # every held-out row, and 40 of the others
+    assert _holdout.refit_rows(hide, 2, 500) is None
+    rows = _holdout.refit_rows(hide, 2, cap)
+    assert rows.size == cap and np.all(np.diff(rows) > 0)
+    assert set(held) <= set(rows.tolist())
+    np.testing.assert_array_equal(rows, _holdout.refit_rows(hide, 2, cap))
+    assert not np.array_equal(rows, _holdout.refit_rows(hide, 3, cap))
+    assert _holdout.refit_rows(hide, 2, 10).size == held.size  # the held-out rows always take part
+
+    seen_rows = []
+    kmeans = _core.kmeans
+
+    def spy(Xs, present, *a, **k):
+        seen_rows.append(present.shape[0])
+        return kmeans(Xs, present, *a, **k)
+
+    monkeypatch.setattr(_imputer._core, "kmeans", spy)
+    full = UL4M4Imputer(6, completion="auto", random_state=2).fit(X, mask=P)
+    assert seen_rows == [500, 500]  # the fit, then the refit on every row
+    monkeypatch.setattr(_holdout, "AUTO_REFIT_ROWS", cap)
+    seen_rows.clear()
+    capped = UL4M4Imputer(6, completion="auto", random_state=2).fit(X, mask=P)
+    assert seen_rows == [500, cap]
+    again = UL4M4Imputer(6, completion="auto", random_state=2).fit(X, mask=P)
+    assert again.completion_scores_ == capped.completion_scores_
+    errs = [d["error"] for d in capped.completion_scores_]
+    assert errs != [d["error"] for d in full.completion_scores_]  # other centres judge them
+    assert all(np.isfinite(errs)) and min(errs) < 1.0  # still far better than mean-fill
+
+
 def test_auto_picks_greedy_like_fills_on_separated_clusters_and_wide_soft_on_noise():
     X, P, _ = _blobs(n=1500, k=5)
     sep = UL4M4Imputer(5, completion="auto", random_state=0).fit(X, mask=P)

@@ -191,8 +191,7 @@ def prepare(X: Any, mask: Any, modality_dims: Optional[Sequence[int]], core: Any
         if any(d <= 0 for d in dims) or sum(dims) != a.shape[1]:
             raise ValueError(f"modality_dims {dims} must be positive and sum to X's {a.shape[1]} columns")
         a = rows_contiguous(check_float(a, "X"))
-        offs = np.concatenate([[0], np.cumsum(dims)])
-        Xs = [a[:, offs[m]:offs[m + 1]] for m in range(len(dims))]
+        Xs = column_views(a, dims)
         n, kind, dense = a.shape[0], "dense", a
         originals = [X]
         container = list
@@ -246,8 +245,7 @@ def new_like(prep: Prepared, core: Any = None) -> tuple:
 
     if prep.kind == "dense":
         cont, view = alloc(prep.dense.shape, prep.dense.dtype)
-        offs = np.concatenate([[0], np.cumsum(prep.dims)])
-        return cont, [view[:, offs[m]:offs[m + 1]] for m in range(len(prep.dims))]
+        return cont, column_views(view, prep.dims)
     conts, views = [], []
     for a in prep.Xs:
         c, v = alloc(a.shape, a.dtype)
@@ -318,6 +316,26 @@ def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
             and a.strides == b.strides and a.dtype == b.dtype)
 
 
+def column_views(a: Any, dims: Sequence[int]) -> list:
+    """Per-modality views of the last axis of ``a`` (numpy or torch, 1-D or 2-D), split
+    at the cumulative ``dims``: the one place that cuts a dense row into modalities."""
+    offs = np.cumsum([0, *dims])
+    return [a[..., int(offs[m]):int(offs[m + 1])] for m in range(len(dims))]
+
+
+def out_parts(prep: Any, out: Any) -> list:
+    """``out=`` checked for the input's container kind: one 2-D array for a dense X, a list
+    of one array per modality otherwise. Returns (array, name for errors, input it mirrors)
+    per part; the arrays themselves are checked by the caller (host or device)."""
+    if prep.kind == "dense":
+        if isinstance(out, (list, tuple)):
+            raise TypeError("out must be one 2-D array like X")
+        return [(out, "out", prep.dense)]
+    if not isinstance(out, (list, tuple)) or len(out) != len(prep.Xs):
+        raise TypeError(f"out must be a list of {len(prep.Xs)} arrays, one per modality")
+    return [(o, f"out[{m}]", x) for m, (o, x) in enumerate(zip(out, prep.Xs))]
+
+
 def use_out(prep: Prepared, out: Any) -> tuple:
     """Caller-given output arrays (``transform(..., out=...)``): same container kind, shapes
     and dtypes as the input, writeable; ``out`` may be the input itself (in-place fill of
@@ -335,18 +353,13 @@ def use_out(prep: Prepared, out: Any) -> tuple:
             raise ValueError(f"{what} must have contiguous rows")
         return a
 
+    views = [arr(o, what, like) for o, what, like in out_parts(prep, out)]
     if prep.kind == "dense":
-        if isinstance(out, (list, tuple)):
-            raise TypeError("out must be one 2-D array like X")
-        a = arr(out, "out", prep.dense)
+        a = views[0]
         ins = [prep.dense] + [x for x in (_maybe_numpy(o) for o in prep.originals)
                               if x is not None and not _same_view(x, prep.dense)]
         check_aliasing([a], ins, ["out"], ["X"] * len(ins), [0] * len(ins))
-        offs = np.concatenate([[0], np.cumsum(prep.dims)])
-        return out, [a[:, offs[m]:offs[m + 1]] for m in range(len(prep.dims))]
-    if not isinstance(out, (list, tuple)) or len(out) != len(prep.Xs):
-        raise TypeError(f"out must be a list of {len(prep.Xs)} arrays, one per modality")
-    views = [arr(o, f"out[{m}]", x) for m, (o, x) in enumerate(zip(out, prep.Xs))]
+        return out, column_views(a, prep.dims)
     M = len(views)
     ins, mods = list(prep.Xs), list(range(M))
     for m, o in enumerate(prep.originals):  # the caller's arrays where a converted copy is read

@@ -20,8 +20,8 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from ._arrays import (as_mask, check_aliasing, check_dims, check_float, check_list_dims, explain, is_torch,
-                      rows_contiguous, to_numpy)
+from ._arrays import (as_mask, check_aliasing, check_dims, check_float, check_list_dims, column_views, explain,
+                      is_torch, out_parts, rows_contiguous, to_numpy)
 
 __all__ = ["availability", "check_device", "use_cuda", "prepare", "compute_stats", "kmeans", "complete", "assign"]
 
@@ -257,8 +257,7 @@ def prepare(X: Any, mask: Any, modality_dims, device: str, expect=None) -> CudaP
             raise ValueError(f"modality_dims {dims} must be positive and sum to X's {t.shape[1]} columns")
         if not _rows_ok(t):
             t = t.contiguous()
-        offs = np.concatenate([[0], np.cumsum(dims)])
-        Xs = [t[:, int(offs[m]):int(offs[m + 1])] for m in range(len(dims))]
+        Xs = column_views(t, dims)
         n, kind, dense, container = int(t.shape[0]), "dense", t, list
     if n == 0:
         raise ValueError("X has no rows")
@@ -330,9 +329,7 @@ def compute_stats(prep: CudaPrepared):
         cu.compute_stats([_arg(t) for t in prep.Xs], int(prep.present.data_ptr()), prep.n, int(mu.data_ptr()),
                          int(sigma.data_ptr()), call.launch)
         mu_h, sigma_h = mu.cpu().numpy(), sigma.cpu().numpy()
-    offs = np.concatenate([[0], np.cumsum(prep.dims)])
-    return ([mu_h[offs[m]:offs[m + 1]].copy() for m in range(len(prep.dims))],
-            [sigma_h[offs[m]:offs[m + 1]].copy() for m in range(len(prep.dims))])
+    return ([v.copy() for v in column_views(mu_h, prep.dims)], [v.copy() for v in column_views(sigma_h, prep.dims)])
 
 
 def kmeans(prep: CudaPrepared, mu, sigma, K: int, max_iter: int, tol: float, n_init: int, seed: int, init_C, init_H,
@@ -358,8 +355,7 @@ def kmeans(prep: CudaPrepared, mu, sigma, K: int, max_iter: int, tol: float, n_i
                         int(C0.data_ptr()) if C0 is not None else 0, int(H0.data_ptr()) if H0 is not None else 0,
                         int(C.data_ptr()), int(H.data_ptr()), int(labels.data_ptr()), callback, budget, call.launch)
         Ch, Hh, Lh = C.cpu().numpy(), H.cpu().numpy().astype(bool), labels.cpu().numpy()
-    offs = np.concatenate([[0], np.cumsum(prep.dims)])
-    res["centres"] = [np.ascontiguousarray(Ch[:, offs[m]:offs[m + 1]]) for m in range(M)]
+    res["centres"] = [np.ascontiguousarray(c) for c in column_views(Ch, prep.dims)]
     res["H"] = Hh
     res["labels"] = Lh
     return res
@@ -402,8 +398,7 @@ def _new_outputs(prep: CudaPrepared):
     torch = _torch()
     if prep.kind == "dense":
         o = torch.empty(prep.dense.shape, dtype=prep.dense.dtype, device=prep.device)
-        offs = np.concatenate([[0], np.cumsum(prep.dims)])
-        return o, [o[:, int(offs[m]):int(offs[m + 1])] for m in range(len(prep.dims))]
+        return o, column_views(o, prep.dims)
     outs = [torch.empty(t.shape, dtype=t.dtype, device=prep.device) for t in prep.Xs]
     return outs, outs
 
@@ -423,16 +418,10 @@ def _cuda_out(prep: CudaPrepared, out: Any):
             raise ValueError(f"{what} requires grad; pass a detached tensor")
         return o
 
+    views = [chk(o, what, like) for o, what, like in out_parts(prep, out)]
     if prep.kind == "dense":
-        if isinstance(out, (list, tuple)):
-            raise TypeError("out must be one 2-D array like X")
-        o = chk(out, "out", prep.dense)
-        check_aliasing([_proxy(o)], [_proxy(prep.dense)], ["out"], ["X"])
-        offs = np.concatenate([[0], np.cumsum(prep.dims)])
-        return out, [o[:, int(offs[m]):int(offs[m + 1])] for m in range(len(prep.dims))]
-    if not isinstance(out, (list, tuple)) or len(out) != len(prep.Xs):
-        raise TypeError(f"out must be a list of {len(prep.Xs)} arrays, one per modality")
-    views = [chk(o, f"out[{m}]", x) for m, (o, x) in enumerate(zip(out, prep.Xs))]
+        check_aliasing([_proxy(views[0])], [_proxy(prep.dense)], ["out"], ["X"])
+        return out, column_views(views[0], prep.dims)
     check_aliasing([_proxy(v) for v in views], [_proxy(x) for x in prep.Xs], [f"out[{m}]" for m in range(len(views))],
                    [f"modality {m} of X" for m in range(len(views))])
     return out, views

@@ -32,7 +32,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["GRID", "holdout_mask", "holdout_errors", "candidate_label"]
+__all__ = ["GRID", "holdout_mask", "holdout_errors", "candidate_label", "refit_rows"]
 
 #: Candidates of ``completion='auto'``, in order (ties go to the earlier one): greedy, then
 #: soft from temperature_scale 1 down to 1/32 by halves.
@@ -46,8 +46,14 @@ AUTO_MAX_ROWS = 4096
 #: the candidates with (from the fitted centres; see ``UL4M4Imputer._choose_completion``).
 AUTO_REFIT_ITER = 2
 
+#: Rows of that refit at most: the held-out rows and a uniform sample of the others. Below it
+#: every training row takes part; above it the refit's cost stops growing with N (at the
+#: reference N = 200 000 it was most of the cost of the choice; docs/selftune.md).
+AUTO_REFIT_ROWS = 65536
+
 _DRAWS = 4
 _STREAM = 0x55_4C_34_4D  # separates this stream from k-means++'s draws of the same seed
+_REFIT_STREAM = _STREAM + 1  # the refit's sample: its own stream, so holdout_mask's draws stay as they were
 
 
 def candidate_label(completion: str, temperature_scale: Optional[float]) -> str:
@@ -92,6 +98,23 @@ def holdout_mask(present: np.ndarray, seed: int, max_rows: Optional[int] = None)
         drop[keep_rows] = False
         hide[drop] = False
     return hide
+
+
+def refit_rows(hide: np.ndarray, seed: int, max_rows: int) -> Optional[np.ndarray]:
+    """Rows of the refit without the hidden slots: None (all of them) when there are at most
+    ``max_rows``; else, in row order, every row with a hidden slot (all of them, even more
+    than ``max_rows``) and a uniform sample without replacement of the others, up to
+    ``max_rows`` in all (seeded: the same seed, the same rows)."""
+    n = hide.shape[0]
+    if n <= max_rows:
+        return None
+    held = hide.any(axis=1)
+    others = np.flatnonzero(~held)
+    rng = np.random.default_rng([int(seed), _REFIT_STREAM])
+    pick = rng.choice(others, size=max(0, min(others.size, int(max_rows) - int(held.sum()))), replace=False)
+    keep = held.copy()
+    keep[pick] = True
+    return np.flatnonzero(keep)
 
 
 def holdout_errors(model, core, Xs: Sequence[np.ndarray], present: np.ndarray, hide: np.ndarray,

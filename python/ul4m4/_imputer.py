@@ -410,12 +410,18 @@ class UL4M4Imputer(SklearnProtocol):
         # modalities are exactly those that tie the modalities together in the centres: judged
         # with them, the candidates that copy centres most closely look better than they are.
         # So the candidates are judged with centres refitted without the hidden slots: a few
-        # Lloyd iterations on the training data with those slots absent, from the fitted centres.
-        seen = np.ascontiguousarray((prep.present.astype(bool) & ~hide).view(np.uint8))
+        # Lloyd iterations on the training data with those slots absent, from the fitted centres
+        # (on large data, on the held-out rows and a sample of the others: AUTO_REFIT_ROWS).
+        seen = (prep.present.astype(bool) & ~hide).view(np.uint8)
+        Xs = prep.Xs
+        rows = _holdout.refit_rows(hide, self._holdout_seed(), _holdout.AUTO_REFIT_ROWS)
+        if rows is not None:
+            Xs, seen = [X[rows] for X in Xs], seen[rows]
         H = np.ascontiguousarray(self.center_mask_, dtype=np.uint8)
-        res = _core.kmeans(prep.Xs, seen, self.mean_, self.scale_, int(self.n_clusters), _holdout.AUTO_REFIT_ITER,
-                           float(self.tol), 1, 0, [np.nan_to_num(c) for c in self.cluster_centers_], H, None,
-                           nt, chunk)
+        res = _core.kmeans(Xs, np.ascontiguousarray(seen), self.mean_, self.scale_, int(self.n_clusters),
+                           _holdout.AUTO_REFIT_ITER, float(self.tol), 1, 0,
+                           [np.nan_to_num(c) for c in self.cluster_centers_], H, None, nt,
+                           _params.chunk_for(self.chunk_size, seen.shape[0]))
         model = _core.Model(self.mean_, self.scale_, list(res["centres"]),
                             np.ascontiguousarray(np.asarray(res["H"], dtype=bool), dtype=np.uint8))
         errors = _holdout.holdout_errors(model, _core, prep.Xs, prep.present, hide, self.mean_,

@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ._arrays import is_torch
+from ._arrays import column_views, is_torch
 
 __all__ = ["SklearnProtocol", "sklearn_io", "not_fitted", "MAX_COLUMN_MODALITIES"]
 
@@ -189,8 +189,7 @@ class SklearnProtocol:
             dims = self._dims_for(X)
             if dims is None or getattr(X, "ndim", 0) != 2 or sum(int(d) for d in dims) != X.shape[1]:
                 return None
-            offs = np.concatenate([[0], np.cumsum([int(d) for d in dims])])
-            blocks = [X[:, offs[m]:offs[m + 1]] for m in range(len(dims))]
+            blocks = column_views(X, [int(d) for d in dims])
         if not blocks or any(getattr(b, "ndim", 0) != 2 for b in blocks):
             return None
         if all(is_torch(b) for b in blocks):

@@ -235,6 +235,8 @@ def cmd_demo(args) -> int:
             return
         what = ("complete data" if info["rate"] is None else f"missing {info['rate']:g}")
         knn = ", with KNNImputer" if info["knn"] else ""
+        choice = info["results"].get("ul4m4_auto", {}).get("choice")
+        knn += f", auto chose {choice}" if choice else ""
         left = "" if done == total else f", about {info['eta']:.0f} s left"
         print(f"  [{done:2d}/{total}] seed {info['seed']}, {what}{knn}: {info['seconds']:.1f} s "
               f"({info['elapsed']:.0f} s elapsed{left})", file=sys.stderr, flush=True)
@@ -283,6 +285,8 @@ def cmd_demo(args) -> int:
 
 
 def _speed_line(rows) -> str:
+    from .evaluation import _UL4M4_MODES
+
     def mean(imp, rate):
         for r in rows:
             if r["imputer"] == imp and r["rate"] == rate and r["metric"] == "rows_per_s":
@@ -292,7 +296,7 @@ def _speed_line(rows) -> str:
     ratios = []
     for rate in dict.fromkeys(r["rate"] for r in rows):
         knn = mean("knn", rate)
-        for imp in ("ul4m4_greedy", "ul4m4_soft", "ul4m4_soft16"):
+        for imp in _UL4M4_MODES:
             u = mean(imp, rate)
             if knn and u:
                 ratios.append(u / knn)
@@ -833,7 +837,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quick", action="store_true",
                    help="one seed and one rate (0.5), unless --seeds / --rates are given")
     d.add_argument("--imputers", metavar="A,B,...",
-                   help="subset of: ul4m4_greedy, ul4m4_soft, ul4m4_soft16, mean, zero, knn, complete (default: all)")
+                   help="subset of: ul4m4_greedy, ul4m4_soft, ul4m4_soft16, ul4m4_auto, mean, zero, knn, complete "
+                        "(default: all)")
     d.add_argument("--knn-seeds", type=_knn_seeds, default="1", metavar="N|all",
                    help="run KNNImputer (the slow peer, most of the run time) on the first N seeds only, or on "
                         "all of them [default: 1]")

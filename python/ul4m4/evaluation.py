@@ -44,7 +44,14 @@ The imputers (keys of :data:`IMPUTERS`):
     the same fitted model, ``completion='soft'``, ``temperature_scale=1``.
 ``ul4m4_soft16``
     the same fitted model, ``completion='soft'``, ``temperature_scale=1/16``.
-    (The three share one k-means fit per seed and rate.)
+``ul4m4_auto``
+    the same fitted model, with the completion that ``completion='auto'`` chose at fit
+    time from held-out reconstruction on the training rows (``docs/selftune.md``).
+    The ul4m4 rows share one k-means fit per seed and rate: with ``ul4m4_auto`` in the
+    run it is a fit with ``completion='auto'``, whose centres are those of a fit without.
+    Then ``fit_s`` of the fixed modes stops at the end of the last Lloyd iteration (plus the
+    warm-up), and only ``ul4m4_auto``'s includes the choice. Each run's choice is in its
+    result (``choice``, e.g. ``'soft 1/16'``).
 ``mean``
     mean-fill: each missing slot gets the mean of the *observed* training
     values of its view (no true value of a hidden slot is ever used).
@@ -77,6 +84,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ._arrays import column_views
+
 __all__ = ["IMPUTERS", "METRICS", "run_protocol", "format_table", "plot_results"]
 
 #: Imputer key -> label used in tables and plots, in display order.
@@ -84,6 +93,7 @@ IMPUTERS: Dict[str, str] = {
     "ul4m4_greedy": "ul4m4 greedy",
     "ul4m4_soft": "ul4m4 soft",
     "ul4m4_soft16": "ul4m4 soft 1/16",
+    "ul4m4_auto": "ul4m4 auto",
     "mean": "mean-fill",
     "zero": "zero-fill (raw)",
     "knn": "KNNImputer (k=5)",
@@ -103,6 +113,7 @@ _UL4M4_MODES = {
     "ul4m4_greedy": ("greedy", 1.0),
     "ul4m4_soft": ("soft", 1.0),
     "ul4m4_soft16": ("soft", 1.0 / 16.0),
+    "ul4m4_auto": ("auto", None),  # the choice made at fit time (completion_, temperature_scale_)
 }
 
 
@@ -221,18 +232,33 @@ def _run_one(task: Tuple, views: Optional[List[np.ndarray]], y: Optional[np.ndar
 
     modes = [k for k in imputers if k in _UL4M4_MODES]
     if modes:
+        auto = "ul4m4_auto" in modes
+        last_iter = []  # when the last Lloyd iteration ended: what follows in fit is the choice
+
+        def mark(*_):
+            last_iter[:] = [time.perf_counter()]
+
         t0 = time.perf_counter()
-        imp = UL4M4Imputer(n_clusters, random_state=seed, n_threads=n_threads).fit(obs_tr, mask=m_tr)
+        imp = UL4M4Imputer(n_clusters, completion="auto" if auto else "greedy", random_state=seed,
+                           n_threads=n_threads).fit(obs_tr, mask=m_tr, callback=mark)
+        t_fit = time.perf_counter()
         # one-row warm-up: builds the completion tables once, so that the timed transforms
         # below measure completion only (the warm-up is counted in fit_s)
         imp.transform([x[:1] for x in obs_te], mask=m_te[:1])
-        fit_s = time.perf_counter() - t0
+        warm_s = time.perf_counter() - t_fit
+        fit_s = {k: t_fit - t0 + warm_s for k in modes}
+        if auto and last_iter:
+            fit_s.update({k: last_iter[0] - t0 + warm_s for k in modes if k != "ul4m4_auto"})
         for key in modes:
             completion, scale = _UL4M4_MODES[key]
             t0 = time.perf_counter()
             f_tr = imp.transform(obs_tr, mask=m_tr, completion=completion, temperature_scale=scale)
             f_te = imp.transform(obs_te, mask=m_te, completion=completion, temperature_scale=scale)
-            score(key, f_tr, f_te, time.perf_counter() - t0, fit_s)
+            score(key, f_tr, f_te, time.perf_counter() - t0, fit_s[key])
+        if auto:
+            from ._holdout import candidate_label
+
+            out["ul4m4_auto"]["choice"] = candidate_label(imp.completion_, imp.temperature_scale_)
 
     if "mean" in imputers:
         t0 = time.perf_counter()
@@ -251,7 +277,6 @@ def _run_one(task: Tuple, views: Optional[List[np.ndarray]], y: Optional[np.ndar
 
     if "knn" in imputers:
         dims = [x.shape[1] for x in views]
-        offs = np.concatenate([[0], np.cumsum(dims)])
         A, B = np.hstack(obs_tr), np.hstack(obs_te)
         t0 = time.perf_counter()
         knn = KNNImputer(n_neighbors=knn_neighbors).fit(A)
@@ -259,8 +284,7 @@ def _run_one(task: Tuple, views: Optional[List[np.ndarray]], y: Optional[np.ndar
         t0 = time.perf_counter()
         a, b = knn.transform(A), knn.transform(B)
         comp_s = time.perf_counter() - t0
-        f_tr = [a[:, offs[m]:offs[m + 1]] for m in range(M)]
-        f_te = [b[:, offs[m]:offs[m + 1]] for m in range(M)]
+        f_tr, f_te = column_views(a, dims), column_views(b, dims)
         score("knn", f_tr, f_te, comp_s, fit_s)
 
     return {"seed": seed, "rate": rate, "results": out, "seconds": time.perf_counter() - t_start}
