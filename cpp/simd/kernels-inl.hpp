@@ -242,14 +242,15 @@ constexpr int kWR = 6;                // rows per tile
 constexpr int kWV = T::WS / 2;        // vectors of outputs per tile (AVX2: 6 x 16 in 12 accumulators)
 constexpr int64_t kWP = kWV * T::W;  // outputs per panel
 
-template <int NR, int NV>
-inline void wsum_panel(const float* w, int64_t ldw, const int32_t* js, int64_t nj, const float* Xp, int64_t pw,
-                       float* y, int64_t ldy) {
+// ALL: every centre (js unused: no index loads, the common case at the default temperature).
+template <int NR, int NV, bool ALL>
+inline void wsum_panel_of(const float* w, int64_t ldw, const int32_t* js, int64_t nj, const float* Xp, int64_t pw,
+                          float* y, int64_t ldy) {
   typename T::vec a[NR][NV];
   for (int r = 0; r < NR; ++r)
     for (int q = 0; q < NV; ++q) a[r][q] = T::zero();
   for (int64_t t = 0; t < nj; ++t) {
-    const int64_t j = js[t];
+    const int64_t j = ALL ? t : js[t];
     typename T::vec xq[NV];
     for (int q = 0; q < NV; ++q) xq[q] = T::load(Xp + j * pw + q * T::W);
     for (int r = 0; r < NR; ++r) {
@@ -259,6 +260,16 @@ inline void wsum_panel(const float* w, int64_t ldw, const int32_t* js, int64_t n
   }
   for (int r = 0; r < NR; ++r)
     for (int q = 0; q < NV; ++q) T::store(y + r * ldy + q * T::W, a[r][q]);
+}
+
+// js null: every centre.
+template <int NR, int NV>
+inline void wsum_panel(const float* w, int64_t ldw, const int32_t* js, int64_t nj, const float* Xp, int64_t pw,
+                       float* y, int64_t ldy) {
+  if (js)
+    wsum_panel_of<NR, NV, false>(w, ldw, js, nj, Xp, pw, y, ldy);
+  else
+    wsum_panel_of<NR, NV, true>(w, ldw, js, nj, Xp, pw, y, ldy);
 }
 
 template <int NR>
@@ -306,7 +317,8 @@ void wsum_block(const float* W, int64_t n, int64_t K, const float* X, int64_t ld
     for (int64_t t = 0; t < ntiles; ++t) {
       const int nr = static_cast<int>(n - t * kWR < kWR ? n - t * kWR : kWR);
       const int32_t* list = js + t * (K + 1);
-      wsum_tile_rows<kWR>(nr, W + t * kWR * K, K, list + 1, list[0], P, pw, Y + t * kWR * ldy + k0, ldy);
+      const int32_t* js_t = list[0] == K ? nullptr : list + 1;
+      wsum_tile_rows<kWR>(nr, W + t * kWR * K, K, js_t, list[0], P, pw, Y + t * kWR * ldy + k0, ldy);
     }
   }
 }

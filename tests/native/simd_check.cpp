@@ -145,20 +145,22 @@ int main() {
     L.wsum_rows(w0.data(), K, X.data(), ldx, dp, yl.data());
     ok_ws = ok_ws && (scalar_order ? same_bits(ys, yl) : close(ys, yl, 1e-4));
 
-    // wsum_block (W: n x K, some centres zero in every row, some rows all zero; Y: n x ldy)
-    // against wsum_rows row by row, at this level and the scalar one: every tile height and
-    // the panel tails.
-    std::vector<float> W = rand_f(n * K, true);
+    // wsum_block (W: n x K; Y: n x ldy) against wsum_rows row by row, at this level and the
+    // scalar one: every tile height and the panel tails, with no zero weight (the path
+    // over every centre) and with some centres zero in every row and some rows all zero.
+    std::vector<float> Wd = rand_f(n * K), Ws = rand_f(n * K, true);
     for (int64_t j = g_rng() % 3; j < K; j += 3)
-      for (int64_t i = 0; i < n; ++i) W[i * K + j] = 0.f;
-    if (n > 2) std::fill(W.begin() + K, W.begin() + 2 * K, 0.f);
+      for (int64_t i = 0; i < n; ++i) Ws[i * K + j] = 0.f;
+    if (n > 2) std::fill(Ws.begin() + K, Ws.begin() + 2 * K, 0.f);
     const int64_t ldy = dp + kPad * static_cast<int64_t>(g_rng() % 2);
-    for (const KernelTable* T : {&S, &L}) {
-      std::vector<float> yb(n * ldy, 7.f), yr(n * ldy, 7.f);
-      T->wsum_block(W.data(), n, K, X.data(), ldx, dp, yb.data(), ldy);
-      for (int64_t i = 0; i < n; ++i) T->wsum_rows(W.data() + i * K, K, X.data(), ldx, dp, yr.data() + i * ldy);
-      ok_wb = ok_wb && same_bits(yb, yr);
-    }
+    for (const std::vector<float>* W : {&Wd, &Ws})
+      for (const KernelTable* T : {&S, &L}) {
+        std::vector<float> yb(n * ldy, 7.f), yr(n * ldy, 7.f);
+        T->wsum_block(W->data(), n, K, X.data(), ldx, dp, yb.data(), ldy);
+        for (int64_t i = 0; i < n; ++i)
+          T->wsum_rows(W->data() + i * K, K, X.data(), ldx, dp, yr.data() + i * ldy);
+        ok_wb = ok_wb && same_bits(yb, yr);
+      }
 
     // copy_stream (+ store_fence)
     const size_t bytes = 1 + g_rng() % 3000;
