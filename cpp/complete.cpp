@@ -434,20 +434,21 @@ inline void soft_write(const Job& J, int64_t i, int m, const float* z) {
   }
 }
 
-inline void soft_fill(const Job& J, SoftScratch& L) {
+// packed[m]: the centres of m as kern.wsum_pack lays them out.
+inline void soft_fill(const Job& J, const KernelTable& kern, const std::vector<std::vector<float>>& packed,
+                      SoftScratch& L) {
   const int64_t K = J.K;
-  const KernelTable& kern = kernels();
   for (int m = 0; m < J.M; ++m) {
     const std::vector<int64_t>& rows = L.srows[m];
     const int64_t dp = J.norm.dp[m], nr = static_cast<int64_t>(rows.size());
-    const float* X = J.model.zf(m).data();
+    const float* X = packed[m].data();
     const float* W = L.sw[m].data();
     float* z = L.zblk.data();
     // The queued rows of m are one GEMM (rows x K weights) x (K x dp centres), in blocks
     // of kSoftBlock rows whose values stay in cache until written out.
     for (int64_t q0 = 0; q0 < nr; q0 += kSoftBlock) {
       const int64_t nb = std::min(kSoftBlock, nr - q0);
-      kern.wsum_block(W + q0 * K, nb, K, X, dp, dp, z, dp);
+      kern.wsum_block(W + q0 * K, nb, K, X, dp, z, dp);
       for (int64_t q = 0; q < nb; ++q) soft_write(J, rows[q0 + q], m, z + q * dp);
     }
     L.srows[m].clear();
@@ -460,6 +461,13 @@ void complete_soft(const Job& J, const CompletionParams& p, const RunContext& ct
   const CentreTables& C = J.C;
   uint8_t* imputed = J.imputed;
   float* confidence = J.confidence;
+  // The centres packed once for the weighted sums (K x dp floats per modality).
+  const KernelTable& kern = kernels();
+  std::vector<std::vector<float>> packed(M);
+  for (int m = 0; m < M; ++m) {
+    packed[m].resize(K * J.norm.dp[m]);
+    kern.wsum_pack(J.model.zf(m).data(), K, J.norm.dp[m], J.norm.dp[m], packed[m].data());
+  }
   run_chunks<SoftScratch>(
       J, ctx,
       [&](SoftScratch& L, int64_t i, int64_t t, uint64_t a, uint64_t miss) {
@@ -530,7 +538,7 @@ void complete_soft(const Job& J, const CompletionParams& p, const RunContext& ct
             w[j] = (C.hmask[j] >> m & 1) && L.nA[j] && ex[j] >= cut ? static_cast<float>(ex[j] / wsum) : 0.f;
         });
       },
-      [&](SoftScratch& L, int64_t) { soft_fill(J, L); });
+      [&](SoftScratch& L, int64_t) { soft_fill(J, kern, packed, L); });
 }
 
 }  // namespace

@@ -233,9 +233,10 @@ void wsum_rows(const float* w, int64_t K, const float* X, int64_t ldx, int64_t d
 
 // --- Weighted sums of a block of rows, a GEMM (n x K weights) x (K x dp centres) with
 // wsum_rows's bits: every output is the same chain, centre rows in ascending order from 0,
-// one fused multiply-add per term. The centres are packed in panels of kWP outputs (panel
-// p holds X[j][p kWP + c] at Xp + p kWP K + j pw, pw its width), one at a time, and every
-// tile of kWR rows runs on a panel while it is in L1. A tile skips the centres whose weights are zero in all its rows (the list is built once
+// one fused multiply-add per term. The centres are packed once by wsum_pack (the caller
+// keeps them: they are the model's) in panels of kWP outputs (panel p holds X[j][p kWP + c]
+// at Xp + p kWP K + j pw, pw its width), and every tile of kWR rows runs on a panel while
+// it is in L1. A tile skips the centres whose weights are zero in all its rows (the list is built once
 // per tile); one zero in some rows only adds an exact zero to them (an accumulator starting
 // at +0 never becomes -0), so the tile shape does not change the bits.
 constexpr int kWR = 6;                // rows per tile
@@ -284,19 +285,22 @@ inline void wsum_tile_rows(int nr, const float* w, int64_t ldw, const int32_t* j
     for (int64_t c = 0; c < pw; c += T::W) wsum_panel<NR, 1>(w, ldw, js, nj, Xp + c, pw, y + c, ldy);
 }
 
-void wsum_block(const float* W, int64_t n, int64_t K, const float* X, int64_t ldx, int64_t dp, float* Y,
-                int64_t ldy) {
-  static thread_local Scratch64 xp, jl;
+void wsum_pack(const float* X, int64_t K, int64_t ldx, int64_t dp, float* Xp) {
+  for (int64_t j = 0; j < K; ++j)
+    for (int64_t k0 = 0; k0 < dp; k0 += kWP) {
+      const int64_t pw = dp - k0 < kWP ? dp - k0 : kWP;
+      for (int64_t c = 0; c < pw; c += T::W) T::store(Xp + k0 * K + j * pw + c, T::load(X + j * ldx + k0 + c));
+    }
+}
+
+void wsum_block(const float* W, int64_t n, int64_t K, const float* Xp, int64_t dp, float* Y, int64_t ldy) {
+  static thread_local Scratch64 jl;
   const int64_t ntiles = (n + kWR - 1) / kWR;
-  float* Xp = n >= 2 ? xp.get(K * dp) : nullptr;
   // Per tile of rows, its centres (int32 in float-sized slots of malloc'd memory): the
-  // count, then the ascending list.
-  int32_t* js = Xp ? reinterpret_cast<int32_t*>(jl.get(ntiles * (K + 1))) : nullptr;
-  if (!js) {  // one row (nothing to share) or no memory: row by row, the same bits
-    for (int64_t i = 0; i < n; ++i) wsum_rows(W + i * K, K, X, ldx, dp, Y + i * ldy);
-    return;
-  }
-  for (int64_t t = 0; t < ntiles; ++t) {
+  // count, then the ascending list. Without memory every tile takes every centre, which
+  // gives the same bits.
+  int32_t* js = reinterpret_cast<int32_t*>(jl.get(ntiles * (K + 1)));
+  for (int64_t t = 0; js && t < ntiles; ++t) {
     const int nr = static_cast<int>(n - t * kWR < kWR ? n - t * kWR : kWR);
     const float* w = W + t * kWR * K;
     int32_t* list = js + t * (K + 1);
@@ -311,14 +315,12 @@ void wsum_block(const float* W, int64_t n, int64_t K, const float* X, int64_t ld
   // Panel by panel: its K x pw centres (4 KiB at AVX2) stay in L1 across the row tiles.
   for (int64_t k0 = 0; k0 < dp; k0 += kWP) {
     const int64_t pw = dp - k0 < kWP ? dp - k0 : kWP;
-    float* P = Xp + k0 * K;
-    for (int64_t j = 0; j < K; ++j)
-      for (int64_t c = 0; c < pw; c += T::W) T::store(P + j * pw + c, T::load(X + j * ldx + k0 + c));
     for (int64_t t = 0; t < ntiles; ++t) {
       const int nr = static_cast<int>(n - t * kWR < kWR ? n - t * kWR : kWR);
-      const int32_t* list = js + t * (K + 1);
-      const int32_t* js_t = list[0] == K ? nullptr : list + 1;
-      wsum_tile_rows<kWR>(nr, W + t * kWR * K, K, js_t, list[0], P, pw, Y + t * kWR * ldy + k0, ldy);
+      const int32_t* list = js ? js + t * (K + 1) : nullptr;
+      const int32_t* js_t = list && list[0] < K ? list + 1 : nullptr;
+      wsum_tile_rows<kWR>(nr, W + t * kWR * K, K, js_t, js_t ? list[0] : K, Xp + k0 * K, pw,
+                          Y + t * kWR * ldy + k0, ldy);
     }
   }
 }

@@ -155,8 +155,9 @@ int main() {
     const int64_t ldy = dp + kPad * static_cast<int64_t>(g_rng() % 2);
     for (const std::vector<float>* W : {&Wd, &Ws})
       for (const KernelTable* T : {&S, &L}) {
-        std::vector<float> yb(n * ldy, 7.f), yr(n * ldy, 7.f);
-        T->wsum_block(W->data(), n, K, X.data(), ldx, dp, yb.data(), ldy);
+        std::vector<float> yb(n * ldy, 7.f), yr(n * ldy, 7.f), Xp(K * dp);
+        T->wsum_pack(X.data(), K, ldx, dp, Xp.data());
+        T->wsum_block(W->data(), n, K, Xp.data(), dp, yb.data(), ldy);
         for (int64_t i = 0; i < n; ++i)
           T->wsum_rows(W->data() + i * K, K, X.data(), ldx, dp, yr.data() + i * ldy);
         ok_wb = ok_wb && same_bits(yb, yr);

@@ -44,11 +44,12 @@ struct KernelTable {
   /// y[k] = sum_{j < K, w[j] != 0} w[j] * X[j*ldx + k] for k < dp (dp a multiple of kPad),
   /// j in ascending order for every k.
   void (*wsum_rows)(const float* w, int64_t K, const float* X, int64_t ldx, int64_t dp, float* y);
-  /// Y[i*ldy + k] = wsum_rows of row i of W (n x K, row-major) for i < n: a GEMM whose
-  /// blocks of rows share each load of X; bit-identical to n wsum_rows calls (a zero
-  /// weight adds an exact zero). Keeps per thread a packed copy of X (K x dp floats).
-  void (*wsum_block)(const float* W, int64_t n, int64_t K, const float* X, int64_t ldx, int64_t dp, float* Y,
-                     int64_t ldy);
+  /// Xp (K * dp floats) = X (K x dp, row stride ldx) in this level's layout for wsum_block.
+  void (*wsum_pack)(const float* X, int64_t K, int64_t ldx, int64_t dp, float* Xp);
+  /// Y[i*ldy + k] = wsum_rows of row i of W (n x K, row-major) over the centres X that Xp
+  /// packs, for i < n: a GEMM whose blocks of rows share each load of a centre;
+  /// bit-identical to n wsum_rows calls (a zero weight adds an exact zero).
+  void (*wsum_block)(const float* W, int64_t n, int64_t K, const float* Xp, int64_t dp, float* Y, int64_t ldy);
   /// memcpy(dst, src, bytes) with non-temporal stores where the ISA has them (no read for
   /// ownership of the destination: completion writes outputs far larger than the caches).
   /// The caller issues store_fence() before the data are read by another thread.
