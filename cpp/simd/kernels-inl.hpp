@@ -206,51 +206,122 @@ void dot_block(const float* A, int64_t n, int64_t lda, const float* B, int64_t k
   dot_block_tiles(A, n, lda, B, kr, ldb, dp, out, ldo);
 }
 
-// --- Weighted sums of centre rows: NR (1 or 2) output rows, y0 from weights w0 and y1
-// from w1, x NV vectors of outputs from k; every centre row j in ascending order, one fused
-// multiply-add per term. A centre whose weights are all zero is skipped; one that is zero
-// for one row only adds an exact zero to it, so NR = 2 gives the bits of two NR = 1 calls.
-// Always inlined: GCC keeps the 2 x 4 tile out of line otherwise, 1.6x slower at small K.
-template <int NR, int NV>
-[[gnu::always_inline]] inline void wsum_tile(const float* w0, const float* w1, int64_t K, const float* X, int64_t ldx, int64_t k,
-                      float* y0, float* y1) {
+// --- Weighted sums of centre rows, one output row: NV vectors of outputs from k, every
+// centre row j with a nonzero weight in ascending order, one fused multiply-add per term.
+// The reference wsum_block must match, and its path for a single row.
+template <int NV>
+inline void wsum_tile(const float* w, int64_t K, const float* X, int64_t ldx, int64_t k, float* y) {
+  typename T::vec a[NV];
+  for (int q = 0; q < NV; ++q) a[q] = T::zero();
+  for (int64_t j = 0; j < K; ++j) {
+    if (w[j] == 0.f) continue;
+    const float* x = X + j * ldx + k;
+    const typename T::vec vw = T::bcast(w[j]);
+    for (int q = 0; q < NV; ++q) a[q] = T::fmadd(vw, T::load(x + q * T::W), a[q]);
+  }
+  for (int q = 0; q < NV; ++q) T::store(y + k + q * T::W, a[q]);
+}
+
+// WS vectors stay in registers while every centre row streams past (dp is a multiple of
+// W: whole vectors are left).
+void wsum_rows(const float* w, int64_t K, const float* X, int64_t ldx, int64_t dp, float* y) {
+  int64_t k = 0;
+  for (; k + T::WS * T::W <= dp; k += T::WS * T::W) wsum_tile<T::WS>(w, K, X, ldx, k, y);
+  for (; k < dp; k += T::W) wsum_tile<1>(w, K, X, ldx, k, y);
+}
+
+// --- Weighted sums of a block of rows, a GEMM (n x K weights) x (K x dp centres) with
+// wsum_rows's bits: every output is the same chain, centre rows in ascending order from 0,
+// one fused multiply-add per term. The centres are packed once by wsum_pack (the caller
+// keeps them: they are the model's) in panels of kWP outputs (panel p holds X[j][p kWP + c]
+// at Xp + p kWP K + j pw, pw its width), and every tile of kWR rows runs on a panel while
+// it is in L1. A tile skips the centres whose weights are zero in all its rows (the list is built once
+// per tile); one zero in some rows only adds an exact zero to them (an accumulator starting
+// at +0 never becomes -0), so the tile shape does not change the bits.
+constexpr int kWR = 6;                // rows per tile
+constexpr int kWV = T::WS / 2;        // vectors of outputs per tile (AVX2: 6 x 16 in 12 accumulators)
+constexpr int64_t kWP = kWV * T::W;  // outputs per panel
+
+// ALL: every centre (js unused: no index loads, the common case at the default temperature).
+template <int NR, int NV, bool ALL>
+inline void wsum_panel_of(const float* w, int64_t ldw, const int32_t* js, int64_t nj, const float* Xp, int64_t pw,
+                          float* y, int64_t ldy) {
   typename T::vec a[NR][NV];
   for (int r = 0; r < NR; ++r)
     for (int q = 0; q < NV; ++q) a[r][q] = T::zero();
-  for (int64_t j = 0; j < K; ++j) {
-    if (w0[j] == 0.f && (NR == 1 || w1[j] == 0.f)) continue;
-    const float* x = X + j * ldx + k;
-    const float wj[2] = {w0[j], NR == 1 ? 0.f : w1[j]};
+  for (int64_t t = 0; t < nj; ++t) {
+    const int64_t j = ALL ? t : js[t];
     typename T::vec xq[NV];
-    for (int q = 0; q < NV; ++q) xq[q] = T::load(x + q * T::W);
+    for (int q = 0; q < NV; ++q) xq[q] = T::load(Xp + j * pw + q * T::W);
     for (int r = 0; r < NR; ++r) {
-      const typename T::vec vw = T::bcast(wj[r]);
+      const typename T::vec vw = T::bcast(w[r * ldw + j]);
       for (int q = 0; q < NV; ++q) a[r][q] = T::fmadd(vw, xq[q], a[r][q]);
     }
   }
-  float* const y[2] = {y0, y1};
   for (int r = 0; r < NR; ++r)
-    for (int q = 0; q < NV; ++q) T::store(y[r] + k + q * T::W, a[r][q]);
+    for (int q = 0; q < NV; ++q) T::store(y + r * ldy + q * T::W, a[r][q]);
 }
 
-// WS vectors per row stay in registers while every centre row streams past (dp is a
-// multiple of W: whole vectors are left).
+// js null: every centre.
+template <int NR, int NV>
+inline void wsum_panel(const float* w, int64_t ldw, const int32_t* js, int64_t nj, const float* Xp, int64_t pw,
+                       float* y, int64_t ldy) {
+  if (js)
+    wsum_panel_of<NR, NV, false>(w, ldw, js, nj, Xp, pw, y, ldy);
+  else
+    wsum_panel_of<NR, NV, true>(w, ldw, js, nj, Xp, pw, y, ldy);
+}
+
 template <int NR>
-inline void wsum_any(const float* w0, const float* w1, int64_t K, const float* X, int64_t ldx, int64_t dp,
-                     float* y0, float* y1) {
-  int64_t k = 0;
-  for (; k + T::WS * T::W <= dp; k += T::WS * T::W) wsum_tile<NR, T::WS>(w0, w1, K, X, ldx, k, y0, y1);
-  for (; k < dp; k += T::W) wsum_tile<NR, 1>(w0, w1, K, X, ldx, k, y0, y1);
+inline void wsum_tile_rows(int nr, const float* w, int64_t ldw, const int32_t* js, int64_t nj, const float* Xp,
+                           int64_t pw, float* y, int64_t ldy) {
+  if constexpr (NR > 1) {
+    if (nr < NR) return wsum_tile_rows<NR - 1>(nr, w, ldw, js, nj, Xp, pw, y, ldy);
+  }
+  if (pw == kWP)
+    wsum_panel<NR, kWV>(w, ldw, js, nj, Xp, pw, y, ldy);
+  else
+    for (int64_t c = 0; c < pw; c += T::W) wsum_panel<NR, 1>(w, ldw, js, nj, Xp + c, pw, y + c, ldy);
 }
 
-void wsum_rows(const float* w, int64_t K, const float* X, int64_t ldx, int64_t dp, float* y) {
-  wsum_any<1>(w, nullptr, K, X, ldx, dp, y, nullptr);
+void wsum_pack(const float* X, int64_t K, int64_t ldx, int64_t dp, float* Xp) {
+  for (int64_t j = 0; j < K; ++j)
+    for (int64_t k0 = 0; k0 < dp; k0 += kWP) {
+      const int64_t pw = dp - k0 < kWP ? dp - k0 : kWP;
+      for (int64_t c = 0; c < pw; c += T::W) T::store(Xp + k0 * K + j * pw + c, T::load(X + j * ldx + k0 + c));
+    }
 }
 
-void wsum_rows2(const float* w0, const float* w1, int64_t K, const float* X, int64_t ldx, int64_t dp,
-                float* y0, float* y1) {
-  // Each centre load feeds two FMAs, and twice the independent chains hide FMA latency.
-  wsum_any<2>(w0, w1, K, X, ldx, dp, y0, y1);
+void wsum_block(const float* W, int64_t n, int64_t K, const float* Xp, int64_t dp, float* Y, int64_t ldy) {
+  static thread_local Scratch64 jl;
+  const int64_t ntiles = (n + kWR - 1) / kWR;
+  // Per tile of rows, its centres (int32 in float-sized slots of malloc'd memory): the
+  // count, then the ascending list. Without memory every tile takes every centre, which
+  // gives the same bits.
+  int32_t* js = reinterpret_cast<int32_t*>(jl.get(ntiles * (K + 1)));
+  for (int64_t t = 0; js && t < ntiles; ++t) {
+    const int nr = static_cast<int>(n - t * kWR < kWR ? n - t * kWR : kWR);
+    const float* w = W + t * kWR * K;
+    int32_t* list = js + t * (K + 1);
+    int32_t nj = 0;
+    for (int64_t j = 0; j < K; ++j) {
+      bool any = false;
+      for (int r = 0; r < nr; ++r) any = any || w[r * K + j] != 0.f;
+      if (any) list[1 + nj++] = static_cast<int32_t>(j);
+    }
+    list[0] = nj;
+  }
+  // Panel by panel: its K x pw centres (4 KiB at AVX2) stay in L1 across the row tiles.
+  for (int64_t k0 = 0; k0 < dp; k0 += kWP) {
+    const int64_t pw = dp - k0 < kWP ? dp - k0 : kWP;
+    for (int64_t t = 0; t < ntiles; ++t) {
+      const int nr = static_cast<int>(n - t * kWR < kWR ? n - t * kWR : kWR);
+      const int32_t* list = js ? js + t * (K + 1) : nullptr;
+      const int32_t* js_t = list && list[0] < K ? list + 1 : nullptr;
+      wsum_tile_rows<kWR>(nr, W + t * kWR * K, K, js_t, js_t ? list[0] : K, Xp + k0 * K, pw,
+                          Y + t * kWR * ldy + k0, ldy);
+    }
+  }
 }
 
 // --- Element by element ends, every level's (the scalar level's whole loops).

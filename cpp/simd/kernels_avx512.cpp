@@ -39,7 +39,7 @@ struct T {
   }
   static inline vec sub(vec a, vec b) { return _mm512_sub_ps(a, b); }
   static inline vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
-  static constexpr int WS = 4;  // wsum_rows: 64 outputs, wsum_rows2: 2 x 64 in 8 accumulators
+  static constexpr int WS = 4;  // wsum_rows: 64 outputs; wsum_block: 6 rows x WS/2 vectors
   static constexpr int NZ = 1;  // normalize_f32: 16 values a step
   static constexpr bool SQ_F64 = false;
 

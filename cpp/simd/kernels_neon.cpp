@@ -2,7 +2,7 @@
 // of every ARMv8-A CPU, so this file needs no ISA flag and no runtime check.
 //
 // Summation orders follow the scalar level wherever it has one: dot_block uses four-lane
-// accumulators reduced as (l0 + l2) + (l1 + l3), wsum_rows / wsum_rows2 add the centres in
+// accumulators reduced as (l0 + l2) + (l1 + l3), wsum_rows / wsum_block add the centres in
 // ascending order with one fused multiply-add per term, accum_* and the z values of
 // normalize_* are element-wise. On ARM64 the compiler fuses the scalar level's a * b + c
 // too (GCC and clang contract by default there), so these kernels give the scalar level's
@@ -41,7 +41,7 @@ struct T {
   }
   static inline vec sub(vec a, vec b) { return vsubq_f32(a, b); }
   static inline vec mul(vec a, vec b) { return vmulq_f32(a, b); }
-  static constexpr int WS = 8;  // wsum_rows: 32 outputs, wsum_rows2: 2 x 32 in 16 accumulators
+  static constexpr int WS = 8;  // wsum_rows: 32 outputs; wsum_block: 6 rows x WS/2 vectors (24 accumulators)
   // normalize_f32 sums ||z||^2 in float64: lanes 0-1 in one pair, 2-3 in the other.
   static constexpr int NZ = 1;
   static constexpr bool SQ_F64 = true;

@@ -44,10 +44,12 @@ struct KernelTable {
   /// y[k] = sum_{j < K, w[j] != 0} w[j] * X[j*ldx + k] for k < dp (dp a multiple of kPad),
   /// j in ascending order for every k.
   void (*wsum_rows)(const float* w, int64_t K, const float* X, int64_t ldx, int64_t dp, float* y);
-  /// wsum_rows for two weight vectors at once (y0 from w0, y1 from w1), sharing the loads
-  /// of X; bit-identical to two wsum_rows calls (a zero weight adds an exact zero).
-  void (*wsum_rows2)(const float* w0, const float* w1, int64_t K, const float* X, int64_t ldx, int64_t dp,
-                     float* y0, float* y1);
+  /// Xp (K * dp floats) = X (K x dp, row stride ldx) in this level's layout for wsum_block.
+  void (*wsum_pack)(const float* X, int64_t K, int64_t ldx, int64_t dp, float* Xp);
+  /// Y[i*ldy + k] = wsum_rows of row i of W (n x K, row-major) over the centres X that Xp
+  /// packs, for i < n: a GEMM whose blocks of rows share each load of a centre;
+  /// bit-identical to n wsum_rows calls (a zero weight adds an exact zero).
+  void (*wsum_block)(const float* W, int64_t n, int64_t K, const float* Xp, int64_t dp, float* Y, int64_t ldy);
   /// memcpy(dst, src, bytes) with non-temporal stores where the ISA has them (no read for
   /// ownership of the destination: completion writes outputs far larger than the caches).
   /// The caller issues store_fence() before the data are read by another thread.
