@@ -47,15 +47,6 @@ void fill_mean(const MutableMatrixView& o, const Normalizer& norm, int64_t i, in
   write_row(o, i, norm.mu_f[m].data(), norm.mu[m].data());
 }
 
-// Median as numpy's: mean of the two middle values for an even count.
-double median(std::vector<double>& v) {
-  const size_t n = v.size();
-  std::nth_element(v.begin(), v.begin() + n / 2, v.end());
-  const double hi = v[n / 2];
-  if (n % 2) return hi;
-  return 0.5 * (*std::max_element(v.begin(), v.begin() + n / 2) + hi);
-}
-
 // What greedy and soft completion share: the call's arguments and the model's tables.
 struct Job {
   const Dataset& ds;
@@ -394,6 +385,7 @@ struct SoftScratch : ChunkScratch {
   std::vector<int> nA;           // K: modalities shared with each centre
   std::vector<double> ex, ex2;   // K unnormalised weights
   std::vector<float> zblk;       // kSoftBlock rows of dp_max filled values
+  std::vector<double> zd;        // dp_max: one row of float64 output values
   std::vector<std::vector<int64_t>> srows;  // per modality, rows queued for filling
   std::vector<std::vector<float>> sw;       // per modality, their K weights each
   void reserve(const Job& J) {
@@ -403,6 +395,7 @@ struct SoftScratch : ChunkScratch {
     ex.resize(J.K);
     ex2.resize(J.K);
     zblk.resize(kSoftBlock * J.dpm);
+    zd.resize(J.dpm);
     srows.resize(J.M);
     sw.resize(J.M);
     for (int m = 0; m < J.M; ++m) {
@@ -416,21 +409,24 @@ struct SoftScratch : ChunkScratch {
   }
 };
 
-// Soft: z = sum_j w_j c_j^m for the queued rows of each modality, then x = z sigma + mu.
-inline void soft_write(const Job& J, int64_t i, int m, const float* z) {
+// Soft: z = sum_j w_j c_j^m for the queued rows of each modality, then x = z sigma + mu,
+// computed in the scratch row (z itself for float32 outputs, zd for float64) and streamed
+// to the output: plain stores into the (uncached) output first read each line in, which
+// made these writes cost 1.5x the observed slots' streamed copies.
+inline void soft_write(const Job& J, int64_t i, int m, float* z, double* zd) {
   const Normalizer& norm = J.norm;
-  const std::vector<MutableMatrixView>& out = J.out;
+  const MutableMatrixView& o = J.out[m];
   const int64_t d = norm.d[m];
-  if (out[m].dtype == DType::F32) {
-    float* o = static_cast<float*>(out[m].data) + i * out[m].row_stride;
+  if (o.dtype == DType::F32) {
     const float* sgf = norm.sigma_f[m].data();
     const float* muf = norm.mu_f[m].data();
-    for (int64_t k = 0; k < d; ++k) o[k] = z[k] * sgf[k] + muf[k];
+    for (int64_t k = 0; k < d; ++k) z[k] = z[k] * sgf[k] + muf[k];
+    kernels().copy_stream(static_cast<float*>(o.data) + i * o.row_stride, z, 4 * static_cast<size_t>(d));
   } else {
-    double* o = static_cast<double*>(out[m].data) + i * out[m].row_stride;
     const double* sg = norm.sigma[m].data();
     const double* mu = norm.mu[m].data();
-    for (int64_t k = 0; k < d; ++k) o[k] = static_cast<double>(z[k]) * sg[k] + mu[k];
+    for (int64_t k = 0; k < d; ++k) zd[k] = static_cast<double>(z[k]) * sg[k] + mu[k];
+    kernels().copy_stream(static_cast<double*>(o.data) + i * o.row_stride, zd, 8 * static_cast<size_t>(d));
   }
 }
 
@@ -449,7 +445,7 @@ inline void soft_fill(const Job& J, const KernelTable& kern, const std::vector<s
     for (int64_t q0 = 0; q0 < nr; q0 += kSoftBlock) {
       const int64_t nb = std::min(kSoftBlock, nr - q0);
       kern.wsum_block(W + q0 * K, nb, K, X, dp, z, dp);
-      for (int64_t q = 0; q < nb; ++q) soft_write(J, rows[q0 + q], m, z + q * dp);
+      for (int64_t q = 0; q < nb; ++q) soft_write(J, rows[q0 + q], m, z + q * dp, L.zd.data());
     }
     L.srows[m].clear();
   }
@@ -492,7 +488,7 @@ void complete_soft(const Job& J, const CompletionParams& p, const RunContext& ct
           if (L.nA[j]) L.med.push_back(L.da2[j]);
         }
         double T = p.temperature > 0.0 ? p.temperature
-                                       : std::max(kMinTemperature, p.temperature_scale * median(L.med));
+                                       : std::max(kMinTemperature, p.temperature_scale * median(L.med.data(), L.med.size()));
         double lo = kInf;
         for (int64_t j = 0; j < K; ++j) lo = std::min(lo, L.da2[j]);
         for (int64_t j = 0; j < K; ++j) L.ex[j] = L.nA[j] ? std::exp(-(L.da2[j] - lo) / T) : 0.0;

@@ -141,6 +141,60 @@ inline void check_against(const Dataset& ds, const Model& model, const std::vect
   }
 }
 
+/// The k-th smallest of v[0, n) (0-based), as std::nth_element gives it: v is reordered so
+/// that v[k] holds it and v[0, k) holds values <= v[k]. A quickselect whose partition moves
+/// every element with conditional moves: the K distances of a row come in no order, so
+/// nth_element's branches mispredict about every other comparison, which made it ~6% of
+/// soft completion. The median-of-3 pivot is an element of the range and the values equal
+/// to it are split off, so each round shrinks the range; after UL4M4_SELECT_ROUNDS rounds
+/// (adversarial orders only; tests set it low) std::nth_element finishes. No NaN in v.
+#ifndef UL4M4_SELECT_ROUNDS
+#define UL4M4_SELECT_ROUNDS 64
+#endif
+inline double select_kth(double* v, size_t n, size_t k) {
+  size_t lo = 0, hi = n;  // v[k]'s final value lies in [lo, hi); left of lo <= it <= right of hi
+  for (int round = 0; hi - lo > 16 && round < UL4M4_SELECT_ROUNDS; ++round) {
+    const double a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi - 1];
+    const double pivot = std::max(std::min(a, b), std::min(std::max(a, b), c));
+    // [lo, i) < pivot <= [i, hi): branch-free Lomuto (every step swaps, i advances on <).
+    size_t i = lo;
+    for (size_t j = lo; j < hi; ++j) {
+      const double x = v[j];
+      const bool less = x < pivot;
+      v[j] = v[i];
+      v[i] = x;
+      i += less;
+    }
+    if (k < i) {
+      hi = i;
+      continue;
+    }
+    // [i, e) == pivot < [e, hi); the pivot is in the range, so e > i.
+    size_t e = i;
+    for (size_t j = i; j < hi; ++j) {
+      const double x = v[j];
+      const bool same = !(pivot < x);
+      v[j] = v[e];
+      v[e] = x;
+      e += same;
+    }
+    if (k < e) return v[k];  // == pivot, and everything left of it is <= pivot
+    lo = e;
+  }
+  std::nth_element(v + lo, v + k, v + hi);
+  return v[k];
+}
+
+/// numpy's median of v[0, n), n >= 1 (the mean of the two middle values for an even n);
+/// reorders v.
+inline double median(double* v, size_t n) {
+  const double hi = select_kth(v, n, n / 2);
+  if (n % 2) return hi;
+  double below = v[0];  // the largest of v[0, n/2), the lower middle value
+  for (size_t j = 1; j < n / 2; ++j) below = v[j] > below ? v[j] : below;
+  return 0.5 * (below + hi);
+}
+
 /// Fixed partition of [0, n) into `parts` contiguous ranges.
 inline int64_t part_begin(int64_t n, int64_t parts, int64_t p) { return n * p / parts; }
 
