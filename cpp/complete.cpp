@@ -464,22 +464,33 @@ void complete_soft(const Job& J, const CompletionParams& p, const RunContext& ct
     packed[m].resize(K * J.norm.dp[m]);
     kern.wsum_pack(J.model.zf(m).data(), K, J.norm.dp[m], J.norm.dp[m], packed[m].data());
   }
+  bool uniform = true;  // every centre carries every modality (the usual model)
+  for (int64_t l = 0; l < K; ++l) uniform = uniform && C.hmask[l] == J.full;
   run_chunks<SoftScratch>(
       J, ctx,
       [&](SoftScratch& L, int64_t i, int64_t t, uint64_t a, uint64_t miss) {
         const float* e = L.s.e.data() + t * K * M;
-        bool anchored = false;
-        for (int64_t l = 0; l < K; ++l) {
-          const uint64_t s = a & C.hmask[l];
-          double num = 0.0;
-          for_bits(s, [&](int m) { num += static_cast<double>(e[l * M + m]); });
-          L.E[l] = num;
-          L.nA[l] = popcount(s);
-          anchored |= s != 0;
-        }
-        if (!anchored) {
-          for_bits(miss, [&](int m) { J.mark_unfilled(i, m); });
-          return;
+        if (uniform) {  // every centre carries every modality: the same sums, loop by loop over l
+          const int na = popcount(a);
+          for (int64_t l = 0; l < K; ++l) L.E[l] = 0.0;
+          for_bits(a, [&](int m) {
+            for (int64_t l = 0; l < K; ++l) L.E[l] += static_cast<double>(e[l * M + m]);
+          });
+          for (int64_t l = 0; l < K; ++l) L.nA[l] = na;
+        } else {
+          bool anchored = false;
+          for (int64_t l = 0; l < K; ++l) {
+            const uint64_t s = a & C.hmask[l];
+            double num = 0.0;
+            for_bits(s, [&](int m) { num += static_cast<double>(e[l * M + m]); });
+            L.E[l] = num;
+            L.nA[l] = popcount(s);
+            anchored |= s != 0;
+          }
+          if (!anchored) {
+            for_bits(miss, [&](int m) { J.mark_unfilled(i, m); });
+            return;
+          }
         }
         // Soft (docs/algorithm.md section 5b): D_A over observed modalities only.
         L.med.clear();
@@ -492,15 +503,24 @@ void complete_soft(const Job& J, const CompletionParams& p, const RunContext& ct
         double lo = kInf;
         for (int64_t j = 0; j < K; ++j) lo = std::min(lo, L.da2[j]);
         for (int64_t j = 0; j < K; ++j) L.ex[j] = L.nA[j] ? std::exp(-(L.da2[j] - lo) / T) : 0.0;
+        // With a uniform model every missing slot has the same carriers, so the same sum,
+        // minimum and weights: the first slot's are kept for the others (same bits).
+        const float* w_first = nullptr;
+        double wsum_first = 0.0, lo_first = kInf;
         for_bits(miss, [&](int m) {
           // w_j = exp(-(D_A^2 - min_J D_A^2) / T) / sum: the shift by the row's global minimum
           // instead of J's cancels in the normalisation, unless every carrier underflows.
           double wsum = 0.0, lo_m = kInf;
-          for (int64_t j = 0; j < K; ++j)
-            if ((C.hmask[j] >> m & 1) && L.nA[j]) {
-              wsum += L.ex[j];
-              lo_m = std::min(lo_m, L.da2[j]);
-            }
+          if (w_first) {
+            wsum = wsum_first;
+            lo_m = lo_first;
+          } else {
+            for (int64_t j = 0; j < K; ++j)
+              if ((C.hmask[j] >> m & 1) && L.nA[j]) {
+                wsum += L.ex[j];
+                lo_m = std::min(lo_m, L.da2[j]);
+              }
+          }
           if (lo_m == kInf) {
             J.mark_unfilled(i, m);
             return;
@@ -529,9 +549,18 @@ void complete_soft(const Job& J, const CompletionParams& p, const RunContext& ct
           // The weights are queued; the weighted sums of the chunk's rows of m run as one GEMM.
           L.srows[m].push_back(i);
           float* w = L.sw[m].data() + (L.srows[m].size() - 1) * K;
+          if (w_first) {
+            std::memcpy(w, w_first, K * sizeof(float));
+            return;
+          }
           const double cut = kSoftSkip * wsum;
           for (int64_t j = 0; j < K; ++j)
             w[j] = (C.hmask[j] >> m & 1) && L.nA[j] && ex[j] >= cut ? static_cast<float>(ex[j] / wsum) : 0.f;
+          if (uniform && ex == L.ex.data()) {
+            w_first = w;
+            wsum_first = wsum;
+            lo_first = lo_m;
+          }
         });
       },
       [&](SoftScratch& L, int64_t) { soft_fill(J, kern, packed, L); });

@@ -125,3 +125,38 @@ def test_soft_rows_in_groups_equal_rows_alone(dtype):
                         np.testing.assert_array_equal(one[m][0], out[m][i], err_msg=f"{lv} ts={ts} row {i}")
     finally:
         ul4m4.set_simd_level(level)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_soft_uniform_model_shortcut_gives_the_general_bits(dtype):
+    """When every centre carries every modality, soft completion sums each row's distances
+    loop by loop over the centres and reuses one missing slot's weights for the others.
+    A second model with the same centres plus a far one that lacks modality 1 takes the
+    general path; at a fixed temperature the far centre's weight is an exact 0, so every
+    filled value must have the same bits, at every SIMD level, in float32 and float64."""
+    rng = np.random.default_rng(11)
+    dims = [16, 40, 23]
+    X = [rng.normal(size=(300, d)).astype(dtype) * (1 + m) for m, d in enumerate(dims)]
+    P = rng.random((300, 3)) < 0.45
+    P[~P.any(axis=1), 2] = True
+    assert ((~P).sum(axis=1) == 2).any() and ((~P).sum(axis=1) == 1).any()
+    rows = np.flatnonzero(P.all(axis=1))[:7]
+    C = [x[rows] for x in X]
+    far = [np.full((1, d), 1e4, dtype) for d in dims]
+    H_far = np.array([[True, False, True]])
+    uni = ul4m4.UL4M4Imputer(7, init=(C, np.ones((7, 3), bool)), max_iter=0).fit(X, mask=P)
+    gen = ul4m4.UL4M4Imputer(8, init=([np.vstack([c, f]) for c, f in zip(C, far)],
+                                      np.vstack([np.ones((7, 3), bool), H_far])), max_iter=0).fit(X, mask=P)
+    assert uni.center_mask_.all() and not gen.center_mask_.all()
+    level = ul4m4.simd_level()
+    try:
+        for lv in ul4m4.available_simd_levels():
+            ul4m4.set_simd_level(lv)
+            a, ia, ua = uni.transform(X, mask=P, completion="soft", temperature=0.5, return_masks=True)
+            b, ib, ub = gen.transform(X, mask=P, completion="soft", temperature=0.5, return_masks=True)
+            for m in range(3):
+                np.testing.assert_array_equal(a[m], b[m], err_msg=f"{lv} modality {m}")
+            np.testing.assert_array_equal(ia, ib)
+            np.testing.assert_array_equal(ua, ub)
+    finally:
+        ul4m4.set_simd_level(level)
