@@ -30,7 +30,8 @@ class OutputPool {
   }
 
   /// A page-aligned block of at least `bytes` (a free one of the same rounded size when
-  /// there is one). `call_bytes`: all the outputs of this call, the new cap on kept blocks.
+  /// there is one). `call_bytes`: all the outputs of this call (their sizes as asked for,
+  /// as `bytes` here), the new cap on kept blocks.
   void* take(size_t bytes, size_t call_bytes) {
     const size_t sz = round(bytes);
     {
@@ -38,9 +39,9 @@ class OutputPool {
       cap_ = call_bytes;
       auto it = free_.find(sz);
       if (it != free_.end()) {
-        void* p = it->second;
+        void* p = it->second.p;
+        kept_ -= it->second.bytes;
         free_.erase(it);
-        kept_ -= sz;
         ++reused_;
         trim();
         return p;
@@ -52,18 +53,20 @@ class OutputPool {
     return p;
   }
 
+  /// `bytes`: as asked for in take(). The cap counts blocks by those sizes, not by their
+  /// page-rounded ones: a call's blocks always fit the cap its own outputs set.
   void give(void* p, size_t bytes) {
     const size_t sz = round(bytes);
     std::lock_guard<std::mutex> lock(mu_);
-    if (sz > cap_) {
+    if (bytes > cap_) {
       munmap(p, sz);
       return;
     }
 #ifdef MADV_FREE
     madvise(p, sz, MADV_FREE);
 #endif
-    free_.emplace(sz, p);
-    kept_ += sz;
+    free_.emplace(sz, Block{p, bytes, ++given_});
+    kept_ += bytes;
     trim();
   }
 
@@ -90,19 +93,30 @@ class OutputPool {
     const size_t pg = static_cast<size_t>(sysconf(_SC_PAGESIZE));
     return (bytes + pg - 1) / pg * pg + (bytes == 0 ? pg : 0);
   }
-  // Unmaps the smallest kept blocks until the kept bytes fit the cap (mu_ held).
+  // Unmaps the longest-kept blocks until the kept bytes fit the cap (mu_ held): blocks of
+  // an earlier call's sizes go before the ones the latest call gave back (unmapping the
+  // smallest first dropped a block of the new size while a stale one stayed, and the
+  // next call faulted that output in again). The pool holds a few blocks: a scan is cheap.
   void trim() {
     while (kept_ > cap_ && !free_.empty()) {
-      auto it = free_.begin();
-      munmap(it->second, it->first);
-      kept_ -= it->first;
-      free_.erase(it);
+      auto old = free_.begin();
+      for (auto it = free_.begin(); it != free_.end(); ++it)
+        if (it->second.seq < old->second.seq) old = it;
+      munmap(old->second.p, old->first);
+      kept_ -= old->second.bytes;
+      free_.erase(old);
     }
   }
 
   std::mutex mu_;
-  std::multimap<size_t, void*> free_;  // rounded bytes -> block
-  size_t kept_ = 0, cap_ = 0, reused_ = 0;
+  struct Block {
+    void* p;
+    size_t bytes;  // as asked for in take()
+    uint64_t seq;  // order of give()
+  };
+  std::multimap<size_t, Block> free_;       // rounded bytes -> block
+  size_t kept_ = 0, cap_ = 0, reused_ = 0;  // kept_, cap_: bytes as asked for
+  uint64_t given_ = 0;
 };
 
 }  // namespace ul4m4_bindings
