@@ -21,5 +21,5 @@ def test_select_kth_and_median_match_sort(tmp_path, rounds):
     defs = [] if rounds is None else [f"-DUL4M4_SELECT_ROUNDS={rounds}"]
     subprocess.run([cxx, *CXXFLAGS, *defs, str(ROOT / "tests" / "native" / "select_check.cpp"), "-o", str(exe)],
                    check=True, capture_output=True, text=True)
-    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0 and "PASSED" in r.stdout, r.stdout + r.stderr
