@@ -498,8 +498,9 @@ void complete_soft(const Job& J, const CompletionParams& p, const RunContext& ct
           L.da2[j] = L.nA[j] ? L.E[j] / L.nA[j] : kInf;
           if (L.nA[j]) L.med.push_back(L.da2[j]);
         }
-        double T = p.temperature > 0.0 ? p.temperature
-                                       : std::max(kMinTemperature, p.temperature_scale * median(L.med.data(), L.med.size()));
+        double T = p.temperature > 0.0
+                       ? p.temperature
+                       : std::max(kMinTemperature, p.temperature_scale * median(L.med.data(), L.med.size()));
         double lo = kInf;
         for (int64_t j = 0; j < K; ++j) lo = std::min(lo, L.da2[j]);
         for (int64_t j = 0; j < K; ++j) L.ex[j] = L.nA[j] ? std::exp(-(L.da2[j] - lo) / T) : 0.0;
