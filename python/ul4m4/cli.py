@@ -823,8 +823,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "completed, standardised, concatenated views), the RMSE of the imputed test slots in "
                     "normalised space, completion speed and fit time, mean ± std over seeds, with the "
                     "complete-data score as the ceiling. Writes results.json and f1_vs_rate.png. "
-                    "The default run (3 rates x 3 seeds, KNNImputer on the first seed only) needs about 75 s of "
-                    "CPU time in all. With 2 worker processes that is about 40 s on 2 otherwise idle cores. "
+                    "The default run (3 rates x 3 seeds, KNNImputer on the first seed only) needs 40-75 s of "
+                    "CPU time in all, by CPU. With 2 worker processes that is 20-40 s on 2 otherwise idle cores. "
                     "Each finished run prints a progress line with an estimate of the time left.",
         formatter_class=_Formatter)
     d.add_argument("--out", default="ul4m4-demo", metavar="DIR", help="output directory")
