@@ -50,6 +50,14 @@ void accumulate_chunk(const Dataset& ds, Accumulator& acc, int64_t b, int64_t r0
   std::vector<int64_t> cursor(s.start.begin(), s.start.end() - 1);
   for (int64_t t = 0; t < n; ++t)
     if (lab[t] >= 0) s.order[cursor[lab[t]]++] = t;
+  // dst[0, d_m) += row i of modality m, in float64.
+  auto add_row = [&](int64_t i, int m, double* dst) {
+    const MatrixView& v = ds.X[m];
+    if (v.dtype == DType::F32)
+      kern.accum_f32(static_cast<const float*>(v.data) + i * v.row_stride, v.cols, dst);
+    else
+      kern.accum_f64(static_cast<const double*>(v.data) + i * v.row_stride, v.cols, dst);
+  };
   int64_t cnt[kMaxModalities];
   for (int64_t j = 0; j < K; ++j) {
     if (s.start[j] == s.start[j + 1]) continue;
@@ -61,11 +69,7 @@ void accumulate_chunk(const Dataset& ds, Accumulator& acc, int64_t b, int64_t r0
       // block sum is never -0 (it starts at +0), so the bits are the same.
       const int64_t i = r0 + s.order[s.start[j]];
       for_bits(row_mask(ds, i), [&](int m) {
-        const MatrixView& v = ds.X[m];
-        if (v.dtype == DType::F32)
-          kern.accum_f32(static_cast<const float*>(v.data) + i * v.row_stride, v.cols, sums + acc.off[m]);
-        else
-          kern.accum_f64(static_cast<const double*>(v.data) + i * v.row_stride, v.cols, sums + acc.off[m]);
+        add_row(i, m, sums + acc.off[m]);
         ++acc.counts[(b * K + j) * M + m];
       });
       ++acc.sizes[b * K + j];
@@ -81,11 +85,7 @@ void accumulate_chunk(const Dataset& ds, Accumulator& acc, int64_t b, int64_t r0
           std::fill(loc, loc + (acc.off[m + 1] - acc.off[m]), 0.0);
           used |= uint64_t{1} << m;
         }
-        const MatrixView& v = ds.X[m];
-        if (v.dtype == DType::F32)
-          kern.accum_f32(static_cast<const float*>(v.data) + i * v.row_stride, v.cols, loc);
-        else
-          kern.accum_f64(static_cast<const double*>(v.data) + i * v.row_stride, v.cols, loc);
+        add_row(i, m, loc);
         ++cnt[m];
       });
     }
