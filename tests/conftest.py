@@ -1,5 +1,6 @@
 import functools
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +13,17 @@ sys.path.insert(0, str(HERE))  # tests/reference.py
 # ../shared beside the checkout, or UL4M4_SHARED (a copy elsewhere, e.g. on the device machine)
 SHARED = Path(os.environ.get("UL4M4_SHARED") or HERE.parents[0].parent / "shared")
 GOLDEN = SHARED / "golden"
+
+# Native checks under tests/native, built with the package's own flags (CMakeLists.txt:
+# Release, gnu++17, -O3 -fno-math-errno; ISA flags only on an ISA's own file).
+NATIVE_CXXFLAGS = ["-O3", "-DNDEBUG", "-fno-math-errno", "-std=gnu++17", f"-I{HERE.parent / 'cpp' / 'include'}"]
+
+
+def run_native_check(cmd, timeout=300):
+    """Runs a built native check; it must exit 0 and print PASSED. Returns its stdout."""
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    assert r.returncode == 0 and "PASSED" in r.stdout, r.stdout + r.stderr
+    return r.stdout
 
 
 def golden_files():

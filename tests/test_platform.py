@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import NATIVE_CXXFLAGS, run_native_check
 
 import ul4m4
 
@@ -129,9 +130,6 @@ def test_concurrent_calls_from_python_threads_agree():
 
 # --- SIMD kernels against the scalar level (tests/native/simd_check.cpp) ------------------
 
-# The package's own flags (CMakeLists.txt: Release, gnu++17, -O3 -fno-math-errno); ISA flags
-# only on the ISA's own file.
-CXXFLAGS = ["-O3", "-DNDEBUG", "-fno-math-errno", "-std=gnu++17", f"-I{ROOT / 'cpp' / 'include'}"]
 
 
 def _build_check(cxx, out_dir, table, isa_file, isa_flags=(), scalar_order=False, static=False, defines=()):
@@ -140,19 +138,13 @@ def _build_check(cxx, out_dir, table, isa_file, isa_flags=(), scalar_order=False
     for src, flags in (("cpp/simd/kernels_scalar.cpp", defs), (isa_file, list(isa_flags) + defs),
                        ("tests/native/simd_check.cpp", [f"-DCHECK_TABLE={table}"] + (["-DSCALAR_ORDER"] if scalar_order else []))):
         obj = out_dir / (Path(src).stem + ".o")
-        subprocess.run([cxx, *CXXFLAGS, *flags, "-c", str(ROOT / src), "-o", str(obj)], check=True,
+        subprocess.run([cxx, *NATIVE_CXXFLAGS, *flags, "-c", str(ROOT / src), "-o", str(obj)], check=True,
                        capture_output=True, text=True)
         objs.append(str(obj))
     exe = out_dir / f"simd_check_{table}"
     subprocess.run([cxx, *objs, "-o", str(exe)] + (["-static"] if static else []), check=True,
                    capture_output=True, text=True)
     return exe
-
-
-def _run_check(cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and "PASSED" in r.stdout, r.stdout + r.stderr
-    return r.stdout
 
 
 @pytest.mark.parametrize("packed", [False, True], ids=["default", "packed"])
@@ -172,7 +164,7 @@ def test_neon_kernels_match_scalar(tmp_path, packed):
         run = [qemu]
     exe = _build_check(cxx, tmp_path, "kKernelsNEON", "cpp/simd/kernels_neon.cpp", scalar_order=True, static=not ARM64,
                        defines=["UL4M4_DOT_PACKED_ALWAYS"] if packed else ())
-    out = _run_check(run + [str(exe)])
+    out = run_native_check(run + [str(exe)])
     assert "level neon against scalar" in out
 
 
@@ -203,7 +195,7 @@ def test_x86_kernels_match_scalar(tmp_path, table, isa_file, flags, cpu, packed)
     if missing:
         pytest.skip(f"this CPU lacks {', '.join(missing)}")
     exe = _build_check(cxx, tmp_path, table, isa_file, flags, defines=["UL4M4_DOT_PACKED_ALWAYS"] if packed else ())
-    _run_check([str(exe)])
+    run_native_check([str(exe)])
 
 
 # ----------------------------------------------------------------------------- SIMD controls

@@ -7,9 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import NATIVE_CXXFLAGS, run_native_check
 
 ROOT = Path(__file__).resolve().parents[1]
-CXXFLAGS = ["-O3", "-DNDEBUG", "-fno-math-errno", "-std=gnu++17", f"-I{ROOT / 'cpp' / 'include'}", f"-I{ROOT / 'cpp'}"]
 
 
 @pytest.mark.parametrize("rounds", [None, 1], ids=["default", "fallback"])
@@ -19,7 +19,6 @@ def test_select_kth_and_median_match_sort(tmp_path, rounds):
         pytest.skip("no C++ compiler (g++ / c++) on PATH")
     exe = tmp_path / "select_check"
     defs = [] if rounds is None else [f"-DUL4M4_SELECT_ROUNDS={rounds}"]
-    subprocess.run([cxx, *CXXFLAGS, *defs, str(ROOT / "tests" / "native" / "select_check.cpp"), "-o", str(exe)],
-                   check=True, capture_output=True, text=True)
-    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120, check=False)
-    assert r.returncode == 0 and "PASSED" in r.stdout, r.stdout + r.stderr
+    subprocess.run([cxx, *NATIVE_CXXFLAGS, f"-I{ROOT / 'cpp'}", *defs, str(ROOT / "tests" / "native" / "select_check.cpp"),
+                    "-o", str(exe)], check=True, capture_output=True, text=True)
+    run_native_check([str(exe)], timeout=120)
