@@ -164,7 +164,8 @@ PassStats assign_pass(const Dataset& ds, const Model& model, int32_t* labels, do
 //
 // Margin E_i: v = mean over S of e_m, e_m = float(((||z_f||^2 + ||c_f||^2 - 2 fl(z_f.c_f)) / d_m),
 // with z_f the float32 normalised row, c_f the float32 centre. With s = ||z_f|| + ||c_f||,
-// u = 2^-24 and gamma = dp u / (1 - dp u) (any summation order of dp float products):
+// u = 2^-24 and gamma = h u / (1 - h u), h the level's sum_depth (the most roundings one term
+// goes through in the fixed summation trees of the dot product and of ||z_f||^2):
 //   * expansion (dot product and the float32 norm of z): <= gamma s^2;
 //   * rounding of the inputs: ||z_f - z|| <= u ||mu/sigma|| + 3.01 u ||z|| (x - mu_f, the
 //     product with float(1/sigma), mu_f = float(mu)); ||c_f - c|| <= u ||c||; with
@@ -289,9 +290,11 @@ PassStats bounded_pass(const Dataset& ds, const Model& model, int32_t* labels, c
   // Margin coefficients of this pass's centres (see the derivation above).
   std::vector<double> mA(M), mB(M), cmax(M, 0.0);
   const double u = 0x1p-24;
+  const KernelTable& kern = kernels();
   for (int m = 0; m < M; ++m) {
-    const double dp = static_cast<double>(norm.dp[m]), d = static_cast<double>(norm.d[m]);
-    const double gamma = dp * u / (1.0 - dp * u);
+    const double d = static_cast<double>(norm.d[m]);
+    const double h = static_cast<double>(kern.sum_depth(norm.d[m], norm.dp[m]));
+    const double gamma = h * u / (1.0 - h * u);
     mA[m] = 2.0 * (gamma + 12.0 * u) / d;
     mB[m] = 2.0 * 3.0 * u * b.rmu[m] / d;
     for (int64_t j = 0; j < K; ++j)

@@ -349,6 +349,26 @@ inline double min_ratio_rest(const double* E, const double* F, const double* rde
   return best;
 }
 
+// The most float32 roundings that one product goes through in dot_block's sum of a pair
+// (its lane class's chain of ceil(dp / W) multiply-adds, one more for a product rounded
+// before the add where a level's a * b + c is not fused, then log2(W) levels of hsum's
+// tree) and, at levels that sum ||z||^2 in float32 lanes, in normalize_f32's sum of squares
+// (at most d / W steps into one of NZ accumulators, NZ - 1 adds joining them, log2(W)).
+// The bounded Lloyd pass bounds the table's rounding by gamma of this depth (cpp/assign.cpp);
+// a level whose summation order changes must change this with it.
+int64_t sum_depth(int64_t d, int64_t dp) {
+  int64_t lg = 0;
+  for (int w = T::W; w > 1; w >>= 1) ++lg;
+  const int64_t dot = (dp + T::W - 1) / T::W + 1 + lg;
+#if defined(UL4M4_SCALAR_SUMS)
+  (void)d;  // ||z||^2 in float64
+  return dot;
+#else
+  const int64_t sq = T::SQ_F64 ? 0 : d / T::W + T::NZ - 1 + lg;
+  return dot > sq ? dot : sq;
+#endif
+}
+
 #if !defined(UL4M4_SCALAR_SUMS)
 // Sum of the n accumulators (in order: s[0] + s[1] + ...), then across lanes by dhsum.
 inline double dsum(typename T::dvec* s, int n) {

@@ -5,7 +5,7 @@
 // A kernel added to KernelTable is added to this list once, for every level.
 #define UL4M4_LEVEL_KERNELS(X) \
   X(dot_block) X(normalize_f32) X(normalize_f64) X(accum_f32) X(accum_f64) X(min_ratio) X(wsum_rows) \
-  X(wsum_pack) X(wsum_block) X(copy_stream) X(store_fence)
+  X(wsum_pack) X(wsum_block) X(copy_stream) X(store_fence) X(sum_depth)
 
 namespace {
 

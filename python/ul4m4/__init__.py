@@ -77,7 +77,9 @@ def available_simd_levels() -> list:
 def set_simd_level(level: str) -> None:
     """Force a SIMD level (a lower one than the CPU's best, e.g. for testing). Raises
     ValueError for an unknown level or one this CPU lacks. Also settable before import
-    with the environment variable ``UL4M4_SIMD``."""
+    with the environment variable ``UL4M4_SIMD``. Not while another thread runs a fit or
+    transform: a call takes its kernels, and the bounded fit its rounding margin, from the
+    level in force."""
     _core.set_simd_level(level)
 
 

@@ -7,8 +7,10 @@
 // multiply-adds (NEON), so dot_block and wsum_rows must match it bit for bit; without it
 // they are compared within a relative tolerance. Whatever the level, the element-wise and
 // order-free kernels must match exactly, dot_block must not depend on the tile shape, and
-// wsum_block must equal one wsum_rows call per row. Prints one line per kernel; exit status 1 on
-// any mismatch.
+// wsum_block must equal one wsum_rows call per row, and the rounding of the dot products and
+// sums of squares must stay within what sum_depth declares. Prints one line per kernel; exit
+// status 1 on any mismatch.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -173,6 +175,46 @@ int main() {
     std::memcpy(want.data() + off, src.data(), bytes);
     ok_copy = ok_copy && same_bits(dst, want);
   }
+  // sum_depth: the rounding of dot_block's pair sums and normalize_f32's ||z||^2 stays within
+  // gamma_h sum |terms|, h = sum_depth(d, dp) (the bounded Lloyd margin rests on it), on
+  // positive terms close to one another and on the worst case of patterns 5+, which comes
+  // within 1% of the bound: a level whose chains are longer than its sum_depth says fails.
+  double worst = 0.0;
+  for (const KernelTable* T : {&S, &L})
+    for (int64_t d : {1, 7, 16, 100, 333, 1024, 1500, 4096}) {
+      const int64_t dp = padded(d);
+      const double h = static_cast<double>(T->sum_depth(d, dp)), u = 0x1p-24;
+      const double gamma = h * u / (1.0 - h * u);
+      for (int pattern = 0; pattern < 11; ++pattern) {
+        std::vector<float> a(dp, 0.f), b(dp, 0.f), z(dp), mu(d, 0.f), one(d, 1.f);
+        for (int64_t k = 0; k < d; ++k) {
+          if (pattern >= 5) {
+            // The worst case: 1, 2, ..., 32 leading ones (one per lane and accumulator for
+            // some count), then terms just under half an ulp of 1, each lost by its add:
+            // the error of a chain of n adds is about (n - 1) u.
+            a[k] = b[k] = k < (int64_t{1} << (pattern - 5)) ? 1.f : 0x1p-12f * (1.f - 0x1p-11f);
+            continue;
+          }
+          a[k] = pattern == 4 ? 1.f + 0x1p-18f : 1.f + static_cast<float>((k * (pattern + 1)) % 7) * 0x1p-23f;
+          b[k] = pattern == 3 ? 1.f + static_cast<float>(g_rng() % 64) * 0x1p-20f : 1.f;
+        }
+        long double exact = 0.0L, mag = 0.0L, sq = 0.0L;
+        for (int64_t k = 0; k < d; ++k) {
+          exact += static_cast<long double>(a[k]) * b[k];
+          sq += static_cast<long double>(a[k]) * a[k];
+        }
+        mag = exact;  // every term is positive
+        float got = 0.f;
+        T->dot_block(a.data(), 1, dp, b.data(), 1, dp, dp, &got, 1);
+        const double ss = T->normalize_f32(a.data(), d, mu.data(), one.data(), z.data(), dp);
+        const double r1 = static_cast<double>(std::fabs(static_cast<long double>(got) - exact) / (gamma * mag));
+        const double r2 = static_cast<double>(std::fabs(static_cast<long double>(ss) - sq) / (gamma * sq));
+        worst = std::max(worst, std::max(r1, r2));
+      }
+    }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "(worst error / bound %.3f)", worst);
+  report("sum_depth bounds rounding", worst <= 1.0, buf);
   report("dot_block", ok_dot, scalar_order ? "(bit-exact)" : "(within 2 dp u sum |a b|)");
   report("dot_block tile shape", ok_tile, "(bit-exact, this level and scalar)");
   report("normalize z", ok_nz, "(bit-exact)");

@@ -55,6 +55,10 @@ struct KernelTable {
   /// The caller issues store_fence() before the data are read by another thread.
   void (*copy_stream)(void* dst, const void* src, size_t bytes);
   void (*store_fence)();
+  /// The most float32 roundings one term goes through in dot_block's sum of one pair over
+  /// dp (padded) values and in normalize_f32's sum of squares over d values: their errors are
+  /// at most gamma_h * (sum of |terms|), gamma_h = h u / (1 - h u), u = 2^-24.
+  int64_t (*sum_depth)(int64_t d, int64_t dp);
 };
 
 /// Kernel table in use (chosen from the CPU's features when the library loads).
