@@ -49,7 +49,9 @@ struct T {
   static inline dvec dsub(dvec a, dvec b) { return _mm256_sub_pd(a, b); }
   static inline dvec dmul(dvec a, dvec b) { return _mm256_mul_pd(a, b); }
   static inline dvec dfmadd(dvec a, dvec b, dvec c) { return _mm256_fmadd_pd(a, b, c); }
-  static inline dvec dmin(dvec b, dvec v) { return _mm256_min_pd(b, v); }
+  // v < b ? v : b lane by lane (minpd returns its second operand unless the first is less):
+  // a NaN is never taken, as in the scalar level.
+  static inline dvec dmin(dvec b, dvec v) { return _mm256_min_pd(v, b); }
   static inline double dhsum(dvec v) {
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
     s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));

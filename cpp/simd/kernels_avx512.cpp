@@ -55,7 +55,8 @@ struct T {
   static inline dvec dsub(dvec a, dvec b) { return _mm512_sub_pd(a, b); }
   static inline dvec dmul(dvec a, dvec b) { return _mm512_mul_pd(a, b); }
   static inline dvec dfmadd(dvec a, dvec b, dvec c) { return _mm512_fmadd_pd(a, b, c); }
-  static inline dvec dmin(dvec b, dvec v) { return _mm512_min_pd(b, v); }
+  // v < b ? v : b lane by lane (as AVX2): a NaN is never taken, as in the scalar level.
+  static inline dvec dmin(dvec b, dvec v) { return _mm512_min_pd(v, b); }
   static inline double dhsum(dvec v) {
     const __m256d s4 = _mm256_add_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd(s4, 1));

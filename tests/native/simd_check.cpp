@@ -138,6 +138,12 @@ int main() {
     std::vector<double> E = rand_d(KK, 0, 4), F = rand_d(KK, 0, 4), rden = rand_d(KK, 0.1, 1);
     for (int64_t l = 0; l < KK; l += 3) E[l] = __builtin_inf();
     ok_min = ok_min && S.min_ratio(E.data(), F.data(), rden.data(), KK) == L.min_ratio(E.data(), F.data(), rden.data(), KK);
+    // NaN terms (inf * 0) are never the minimum at any level, wherever they fall in the lanes.
+    for (int64_t l = trial % 5; l < KK; l += 2 + trial % 3) {
+      E[l] = __builtin_inf();
+      rden[l] = 0.0;
+    }
+    ok_min = ok_min && S.min_ratio(E.data(), F.data(), rden.data(), KK) == L.min_ratio(E.data(), F.data(), rden.data(), KK);
 
     // wsum_rows (X: K x ldx, ldx >= dp)
     const int64_t ldx = dp + kPad * static_cast<int64_t>(g_rng() % 2);

@@ -39,7 +39,8 @@ struct KernelTable {
   void (*accum_f64)(const double* x, int64_t d, double* acc);
   /// min over l < K of (E[l] + F[l]) * rden[l], rden = 1 / den: the greedy score with a
   /// multiply instead of a division (within 2 ulp of the quotient; the caller re-scores
-  /// near ties exactly). Order-free, so every level gives the same bits.
+  /// near ties exactly). Order-free, so every level gives the same bits; a NaN term is
+  /// never taken (+inf when every term is NaN or K = 0).
   double (*min_ratio)(const double* E, const double* F, const double* rden, int64_t K);
   /// y[k] = sum_{j < K, w[j] != 0} w[j] * X[j*ldx + k] for k < dp (dp a multiple of kPad),
   /// j in ascending order for every k.
