@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -22,7 +21,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from core_workload import make_data  # noqa: E402
+from core_workload import cpu_name, make_data  # noqa: E402
 
 
 def main(argv=None):
@@ -43,7 +42,7 @@ def main(argv=None):
     nt = args.threads or len(os.sched_getaffinity(0))
     res = {"n": args.n, "dims": args.dims, "tol": args.tol, "max_iter": args.max_iter, "threads": nt,
            "simd": ul4m4.simd_level(), "max_simd": ul4m4.max_simd_level(),
-           "cpu": platform.processor() or platform.machine(), "loadavg_start": os.getloadavg(), "runs": []}
+           "cpu": cpu_name(), "loadavg_start": os.getloadavg(), "runs": []}
     print(f"# ul4m4 {ul4m4.__version__}, SIMD {ul4m4.simd_level()} (max {ul4m4.max_simd_level()}), {nt} threads, "
           f"load {os.getloadavg()[0]:.2f}")
     for missing in args.missing:

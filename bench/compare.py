@@ -181,17 +181,6 @@ def _version(name, mod):
         return getattr(mod, "__version__", "?")
 
 
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 # ----------------------------------------------------------------------------- one size
 def run_size(n, args, nt, peers, notes, log):
     import ul4m4
@@ -790,7 +779,7 @@ def main(argv=None):
         blas = sorted({f"{i.get('internal_api')} {i.get('architecture') or ''}".strip()
                        for i in tp.threadpool_info() if i.get("user_api") == "blas"})
     load = os.getloadavg()
-    env = {"ul4m4": ul4m4.__version__, "simd": ul4m4.simd_level(), "threads": nt, "cpu": _cpu_name(),
+    env = {"ul4m4": ul4m4.__version__, "simd": ul4m4.simd_level(), "threads": nt, "cpu": core_workload.cpu_name(),
            "cpus": os.cpu_count(), "blas": ", ".join(blas) or "?", "numpy": np.__version__,
            "python": platform.python_version(), "loadavg": load,
            "peers": {k: _version(k, v) for k, v in peers.items() if v}}

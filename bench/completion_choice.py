@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -61,7 +60,7 @@ from ul4m4.masking import missing_rate_mask
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from core_workload import make_data  # noqa: E402
+from core_workload import cpu_name, make_data  # noqa: E402
 FIXED = [candidate_label(c, ts) for c, ts in GRID]
 
 
@@ -212,7 +211,7 @@ def cost(args):
     ratios = [a["seconds"] / g["seconds"] for g, a in zip(runs["greedy"], runs["auto"])]
     res = {"n": args.cost_n, "dims": dims, "k": K, "missing": 0.5, "max_iter": args.max_iter,
            "ul4m4_version": ul4m4.__version__, "simd": ul4m4.simd_level(), "threads": len(os.sched_getaffinity(0)),
-           "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared with "
+           "machine": f"{cpu_name()}, {os.cpu_count()} CPUs (shared with "
                       "other jobs: timings are indicative)",
            "runs": runs, "ratio_per_pair": ratios, "ratio_of_medians":
            float(np.median([r["seconds"] for r in runs["auto"]]) / np.median([r["seconds"] for r in runs["greedy"]]))}
@@ -300,7 +299,7 @@ def main(argv=None):
                       f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
             all_res[ds][str(rate)] = dict(summarise(runs), runs=runs, K=K)
     meta = {"seeds": args.seeds - args.first_seed, "first_seed": args.first_seed, "rates": args.rates, "ul4m4_version": ul4m4.__version__,
-            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared with "
+            "machine": f"{cpu_name()}, {os.cpu_count()} CPUs (shared with "
                        "other jobs: timings are indicative)",
             "seconds": time.perf_counter() - t_all}
     write(all_res, meta, args.out)

@@ -55,6 +55,22 @@ def best_of(fn, repeat):
     return best, out
 
 
+def cpu_name():
+    """The CPU's model name, with family and model where the name alone is generic ("AMD EPYC")."""
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, val = line.partition(":")
+                info.setdefault(key.strip(), val.strip())
+    except OSError:
+        pass
+    name = info.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in info and "model" in info:
+        name += f" (family {info['cpu family']}, model {info['model']})"
+    return name
+
+
 def vm_kib(field):
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -133,7 +149,7 @@ def main(argv=None):
     except ImportError:
         blas = []
     res = {"n": args.n, "dims": args.dims, "k": args.k, "missing": args.missing, "threads": nt,
-           "simd": ul4m4.simd_level(), "cpu": platform.processor() or platform.machine(), "blas": blas}
+           "simd": ul4m4.simd_level(), "cpu": cpu_name(), "blas": blas}
     print(f"# ul4m4 {ul4m4.__version__}, SIMD {ul4m4.simd_level()}, {nt} threads, BLAS {blas}")
     Xs, P = make_data(args.n, args.dims, args.missing)
     full = np.ones_like(P)
