@@ -508,6 +508,7 @@ void complete_soft(const Job& J, const CompletionParams& p, const RunContext& ct
         // minimum and weights: the first slot's are kept for the others (same bits).
         const float* w_first = nullptr;
         double wsum_first = 0.0, lo_first = kInf;
+        float conf_first = 0.f;
         for_bits(miss, [&](int m) {
           // w_j = exp(-(D_A^2 - min_J D_A^2) / T) / sum: the shift by the row's global minimum
           // instead of J's cancels in the normalisation, unless every carrier underflows.
@@ -535,7 +536,9 @@ void complete_soft(const Job& J, const CompletionParams& p, const RunContext& ct
               if ((C.hmask[j] >> m & 1) && L.nA[j]) wsum += ex[j];
           }
           imputed[i * M + m] = 1;
-          if (confidence) {  // 1 - entropy of the carriers' weights / log(number of carriers)
+          if (confidence && w_first) {
+            confidence[i * M + m] = conf_first;
+          } else if (confidence) {  // 1 - entropy of the carriers' weights / log(number of carriers)
             double h = 0.0;
             int n_c = 0;
             for (int64_t j = 0; j < K; ++j)
@@ -561,6 +564,7 @@ void complete_soft(const Job& J, const CompletionParams& p, const RunContext& ct
             w_first = w;
             wsum_first = wsum;
             lo_first = lo_m;
+            if (confidence) conf_first = confidence[i * M + m];
           }
         });
       },
