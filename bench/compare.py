@@ -556,6 +556,14 @@ def _log_table(hdr, body, log):
         log("  " + "  ".join(str(x).ljust(w[i]) if i < 2 else str(x).rjust(w[i]) for i, x in enumerate(line)))
 
 
+def _targets_scope(tn):
+    """Where the report's targets were measured: the per-iteration size, or none (--converge-only:
+    the fits to convergence name their own N)."""
+    if not tn:
+        return "fits to convergence only"
+    return f"at N = {tn:,}" + ("" if tn == TARGET_N else f"; defined at N = {TARGET_N:,}")
+
+
 def print_report(res, log=print):
     ns = res["config"]["n"]
     if ns:
@@ -582,8 +590,7 @@ def print_report(res, log=print):
                     f"transform +{mem.get('transform_extra_mib', float('nan')):.0f} MiB")
             else:
                 log(f"  N={int(n):,}: {mem}")
-    tn = res["targets_n"]
-    log(f"\nTargets at N={tn or 0:,}" + ("" if tn == TARGET_N else f" (they are defined at N={TARGET_N:,})"))
+    log(f"\nTargets ({_targets_scope(res['targets_n'])})")
     for t in res["targets"]:
         if t["met"] is None:
             log(f"  [  n/a ] {t['target']}: {t['detail']}")
@@ -625,8 +632,7 @@ def write_markdown(res, path):
               "Iterations are each library's own count (scikit-learn's includes the first assignment).", "",
               "| " + " | ".join(CONVERGE_HEAD) + " |", "|---|---|" + "---:|" * 5 + "---|"]
         L += ["| " + " | ".join(r) + " |" for r in converge_rows(c)]
-    tn = res["targets_n"] or 0
-    L += ["", f"## Targets (at N = {tn:,}" + ("" if tn == TARGET_N else f"; defined at N = {TARGET_N:,}") + ")", "",
+    L += ["", f"## Targets ({_targets_scope(res['targets_n'])})", "",
           "| target | measured | limit | |", "|---|---:|---:|---|"]
     for t in res["targets"]:
         if t["met"] is None:

@@ -81,3 +81,14 @@ def test_compare_runs(tmp_path):
     except ImportError:
         return
     assert (tmp_path / "compare.png").stat().st_size > 0
+
+
+def test_compare_converge_only_names_no_size(tmp_path):
+    """--converge-only measures no per-iteration size: its targets heading must not claim one
+    (it said "at N = 0")."""
+    pytest.importorskip("scipy")
+    argv = ["--converge-only", "--dims", "32", "48", "--k", "8", "--converge-n", "600", "--out-dir", str(tmp_path)]
+    assert compare.main(argv) == 0
+    md = (tmp_path / "compare.md").read_text()
+    assert "## Targets (fits to convergence only)" in md
+    assert "N = 0" not in md
