@@ -56,7 +56,8 @@ def best_of(fn, repeat):
 
 
 def cpu_name():
-    """The CPU's model name, with family and model where the name alone is generic ("AMD EPYC")."""
+    """The CPU's model name followed by its family and model numbers (x86 Linux; some AMD VMs
+    name themselves only "AMD EPYC"), or platform's name where /proc/cpuinfo has neither."""
     info = {}
     try:
         with open("/proc/cpuinfo") as fh:
